@@ -1,0 +1,1 @@
+"""Dropout as users write it today: eager PyTorch and torch.compile of the same code."""

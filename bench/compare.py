@@ -1,0 +1,442 @@
+"""Compare two results CSVs and flag performance regressions, for CI.
+
+Rows are paired on the measurement key (bench.schema.KEY_COLUMNS) and the device, and
+the ratio new/baseline of ``ms_median`` is reported for each pair. A pair is a
+regression only when both hold:
+
+* the ratio exceeds ``1 + threshold`` (5% unless overridden per op), and
+* the slowdown lies outside the measured noise: the new run's [ms_p20, ms_p80] band
+  sits wholly above the baseline's (new ms_p20 > baseline ms_p80).
+
+An improvement is the mirror image (ratio < 1 - threshold and new ms_p80 < baseline
+ms_p20). A timing whose bands overlap is noise, however large its median ratio.
+
+Rows ok in the baseline but incorrect/error/oom in the new file are "broken"; ok ->
+skipped counts as missing (not measured), and a key found on both sides under different
+devices is a "device_mismatch", never timed against itself. Copy rows
+are the hardware reference, not a product: they are never flagged, and their median
+ratio is reported as a hint of machine drift. Exit codes: 0 pass, 1 regression / broken
+/ pct_of_copy floor (/ missing rows with --fail-on-missing), 2 bad input.
+
+No torch here: this runs on CPU-only CI machines.
+"""
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections.abc import Mapping
+
+import pandas as pd
+
+from bench.schema import COPY, DIRECTIONS, KEY_COLUMNS, OPS
+
+DEFAULT_THRESHOLD = 0.05
+DEFAULT_FLOOR_MIN_ROWS = 256
+
+#: Every verdict, in the order the report lists them.
+VERDICTS = ["regression", "broken", "improvement", "missing_in_new", "new_only",
+            "device_mismatch", "unchanged"]
+FAILING = {"regression", "broken"}
+
+#: The columns compare reads; other schema columns may be absent (older or newer files).
+REQUIRED = KEY_COLUMNS + ["device", "status", "error", "ms_median", "ms_p20", "ms_p80",
+                          "backend", "pct_of_copy"]
+_TEXT = ["op", "backend", "dtype", "direction", "timer", "device", "status", "error"]
+_NUMBERS = ["rows", "cols", "p", "ms_median", "ms_p20", "ms_p80", "pct_of_copy"]
+#: What each side contributes to a pair; device is a field, not part of the match.
+_FIELDS = ["device", "status", "error", "ms_median", "ms_p20", "ms_p80"]
+
+
+class InputError(Exception):
+    """A results file compare cannot use; main reports it in one line and exits 2."""
+
+
+# -- reading ---------------------------------------------------------------------------
+
+def load_results(path: str) -> pd.DataFrame:
+    """Read one results CSV and check what compare relies on, naming any problem."""
+    try:
+        # Text columns stay text even when all empty (else pandas reads them as float).
+        frame = pd.read_csv(path, dtype={column: str for column in _TEXT})
+    except FileNotFoundError:
+        raise InputError(f"{path}: no such file") from None
+    except pd.errors.EmptyDataError:
+        raise InputError(f"{path}: empty file (no header, no rows)") from None
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as err:
+        raise InputError(f"{path}: cannot read as CSV: {err}".splitlines()[0]) from None
+    missing = [column for column in REQUIRED if column not in frame.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(missing)}")
+    if frame.empty:
+        raise InputError(f"{path}: no data rows (header only)")
+
+    for column in _NUMBERS:
+        try:
+            frame[column] = pd.to_numeric(frame[column])
+        except (ValueError, TypeError):
+            raise InputError(f"{path}: column {column} holds a value that is not a number") from None
+    empty = [column for column in KEY_COLUMNS + ["status"] if frame[column].isna().any()]
+    if empty:
+        line = int(frame.index[frame[empty[0]].isna()][0]) + 2  # +1 for the header, +1 from 0
+        raise InputError(f"{path}: line {line}: empty {empty[0]}")
+    for column in _TEXT:
+        frame[column] = frame[column].fillna("")
+    frame["rows"] = frame["rows"].astype("int64")
+    frame["cols"] = frame["cols"].astype("int64")
+
+    ok = frame["status"] == "ok"
+    bad_time = ok & ~(frame["ms_median"] > 0)
+    if bad_time.any():
+        line = int(frame.index[bad_time][0]) + 2
+        raise InputError(f"{path}: line {line}: status ok but ms_median is empty or not positive")
+    # A missing percentile collapses the noise band onto the median, so such a row is
+    # judged by the threshold alone rather than silently never flagged.
+    frame["ms_p20"] = frame["ms_p20"].fillna(frame["ms_median"])
+    frame["ms_p80"] = frame["ms_p80"].fillna(frame["ms_median"])
+
+    duplicated = frame.duplicated(KEY_COLUMNS + ["device"], keep=False)
+    if duplicated.any():
+        first = frame.loc[duplicated].iloc[0]
+        raise InputError(f"{path}: {int(duplicated.sum())} rows share one key, e.g. {_key_text(first)}")
+    return frame
+
+
+# -- comparing -------------------------------------------------------------------------
+
+def compare(baseline: pd.DataFrame, new: pd.DataFrame, threshold: float = DEFAULT_THRESHOLD,
+            per_op: Mapping[str, float] | None = None) -> pd.DataFrame:
+    """One row per pair of dropout measurements, with ratio, threshold, verdict and note.
+
+    Copy rows are left out (see copy_drift). Rows pair on the key and the device; a key
+    present on both sides under different devices becomes one device_mismatch row, so
+    files holding several devices still pair each device with itself.
+    """
+    per_op = dict(per_op or {})
+    base = _side(baseline[baseline["op"] != COPY], "baseline")
+    fresh = _side(new[new["op"] != COPY], "new")
+    same = base.merge(fresh, how="outer", indicator=True,
+                      left_on=KEY_COLUMNS + ["device_baseline"], right_on=KEY_COLUMNS + ["device_new"])
+    # What found no partner on the same device gets a second chance on the key alone:
+    # found there, it is a device mismatch; still alone, it is missing or new.
+    left = same.loc[same["_merge"] == "left_only", list(base.columns)]
+    right = same.loc[same["_merge"] == "right_only", list(fresh.columns)]
+    unpaired = left.merge(right, how="outer", on=KEY_COLUMNS)
+    pairs = pd.concat([same.loc[same["_merge"] == "both"].drop(columns="_merge"), unpaired],
+                      ignore_index=True)
+
+    # Timings only mean something between two ok runs on the same device.
+    timed = ((pairs["status_baseline"] == "ok") & (pairs["status_new"] == "ok")
+             & (pairs["device_baseline"] == pairs["device_new"]))
+    pairs["ratio"] = (pairs["ms_median_new"] / pairs["ms_median_baseline"]).where(timed)
+    pairs["threshold"] = [per_op.get(op, threshold) for op in pairs["op"]]
+    judged = [_judge(row) for row in pairs.to_dict("records")]
+    pairs["verdict"] = [verdict for verdict, _ in judged]
+    pairs["note"] = [note for _, note in judged]
+
+    order = pairs["verdict"].map({verdict: rank for rank, verdict in enumerate(VERDICTS)})
+    pairs = pairs.assign(_order=order).sort_values(["_order"] + KEY_COLUMNS, kind="stable")
+    return pairs.drop(columns="_order").reset_index(drop=True)
+
+
+def _side(frame: pd.DataFrame, suffix: str) -> pd.DataFrame:
+    """The key plus one side's fields, the fields renamed with the side's suffix."""
+    renamed = {field: f"{field}_{suffix}" for field in _FIELDS}
+    return frame[KEY_COLUMNS + _FIELDS].rename(columns=renamed)
+
+
+def _judge(pair: dict) -> tuple[str, str]:
+    """The verdict of one pair and a short note saying why."""
+    before, after = pair["status_baseline"], pair["status_new"]
+    if pd.isna(after):
+        return "missing_in_new", ""
+    if pd.isna(before):
+        return "new_only", ""
+    if pair["device_baseline"] != pair["device_new"]:
+        return "device_mismatch", ""
+    if before == "ok" and after == "skipped":
+        return "missing_in_new", "ok -> skipped (not measured)"
+    if before == "ok" and after != "ok":
+        reason = str(pair["error_new"]).strip()
+        return "broken", f"ok -> {after}" + (f": {reason}" if reason else "")
+    if before != "ok" and after == "ok":
+        return "new_only", f"{before} -> ok (no baseline timing)"
+    if before != "ok":
+        return "unchanged", f"not ok on both sides ({before} -> {after})"
+
+    ratio, limit = pair["ratio"], pair["threshold"]
+    if ratio > 1 + limit:
+        if pair["ms_p20_new"] > pair["ms_p80_baseline"]:
+            return "regression", ""
+        return "unchanged", "slower, but within noise (p20-p80 bands overlap)"
+    if ratio < 1 - limit:
+        if pair["ms_p80_new"] < pair["ms_p20_baseline"]:
+            return "improvement", ""
+        return "unchanged", "faster, but within noise (p20-p80 bands overlap)"
+    return "unchanged", ""
+
+
+def copy_drift(baseline: pd.DataFrame, new: pd.DataFrame) -> tuple[float, int] | None:
+    """Median new/baseline ms of the copy rows ok on both sides, and how many there were.
+
+    The copy is the hardware reference: when it is slower too, the machine (clocks,
+    neighbours, a different board) moved, not the kernels.
+    """
+    def ok_copies(frame: pd.DataFrame) -> pd.DataFrame:
+        keep = (frame["op"] == COPY) & (frame["status"] == "ok")
+        return frame.loc[keep, KEY_COLUMNS + ["device", "ms_median"]]
+
+    paired = ok_copies(baseline).merge(ok_copies(new), on=KEY_COLUMNS + ["device"],
+                                       suffixes=("_baseline", "_new"))
+    if paired.empty:
+        return None
+    ratios = paired["ms_median_new"] / paired["ms_median_baseline"]
+    return float(ratios.median()), len(paired)
+
+
+def below_floor(new: pd.DataFrame, min_pct_of_copy: float,
+                min_rows: int = DEFAULT_FLOOR_MIN_ROWS) -> pd.DataFrame:
+    """Triton rows of the new file whose pct_of_copy is under an absolute floor.
+
+    Only ok fwd/bwd/fwd+bwd rows with at least min_rows rows count: small shapes are
+    bound by launch latency, not bandwidth, so no kernel reaches the copy there. A row
+    without pct_of_copy (no copy measured) cannot fail the floor.
+    """
+    failing = (new["backend"].str.startswith("triton_") & new["direction"].isin(DIRECTIONS)
+               & (new["status"] == "ok") & (new["rows"] >= min_rows)
+               & (new["pct_of_copy"] < min_pct_of_copy))
+    return new.loc[failing].sort_values("pct_of_copy").reset_index(drop=True)
+
+
+def has_failed(result: pd.DataFrame, floor: pd.DataFrame, fail_on_missing: bool = False) -> bool:
+    """Whether the comparison should fail CI."""
+    failing = set(FAILING) | ({"missing_in_new"} if fail_on_missing else set())
+    return bool(result["verdict"].isin(failing).any() or not floor.empty)
+
+
+# -- rendering -------------------------------------------------------------------------
+
+_TIMED_HEADER = ["op", "backend", "dtype", "shape", "p", "direction", "timer",
+                 "baseline ms [p20, p80]", "new ms [p20, p80]", "ratio", "note"]
+_STATUS_HEADER = ["op", "backend", "dtype", "shape", "p", "direction", "timer",
+                  "baseline", "new", "note"]
+_FLOOR_HEADER = ["op", "backend", "dtype", "shape", "p", "direction", "timer", "pct_of_copy"]
+UNCHANGED_TITLE = "Unchanged"
+
+
+def _sections(result: pd.DataFrame, floor: pd.DataFrame, verbose: bool):
+    """(title, header, rows of text) for each non-empty part of the report, worst first."""
+    def pairs_of(verdict: str) -> list[dict]:
+        return result.loc[result["verdict"] == verdict].to_dict("records")
+
+    def timed(pairs: list[dict], with_threshold: bool = False) -> list[list[str]]:
+        return [_key_cells(pair) + [_band(pair, "baseline"), _band(pair, "new"), _ratio_text(pair["ratio"]),
+                                    f"threshold {pair['threshold']:.0%}" if with_threshold else pair["note"]]
+                for pair in pairs]
+
+    def status(pairs: list[dict], field: str) -> list[list[str]]:
+        return [_key_cells(pair) + [_cell(pair[f"{field}_baseline"]), _cell(pair[f"{field}_new"]),
+                                    pair["note"]] for pair in pairs]
+
+    sections = [
+        ("Regressions", _TIMED_HEADER,
+         timed(sorted(pairs_of("regression"), key=lambda pair: -pair["ratio"]), with_threshold=True)),
+        ("Broken (ok in baseline, not ok in new)", _STATUS_HEADER, status(pairs_of("broken"), "status")),
+        ("Below the pct_of_copy floor", _FLOOR_HEADER,
+         [_key_cells(row) + [f"{row['pct_of_copy']:.1f}"] for row in floor.to_dict("records")]),
+        ("Improvements", _TIMED_HEADER,
+         timed(sorted(pairs_of("improvement"), key=lambda pair: pair["ratio"]), with_threshold=True)),
+        ("Missing in new", _STATUS_HEADER, status(pairs_of("missing_in_new"), "status")),
+        ("New only", _STATUS_HEADER, status(pairs_of("new_only"), "status")),
+        ("Device mismatch (not compared)", _STATUS_HEADER, status(pairs_of("device_mismatch"), "device")),
+    ]
+    if verbose:
+        sections.append((UNCHANGED_TITLE, _TIMED_HEADER, timed(pairs_of("unchanged"))))
+    return [section for section in sections if section[2]]
+
+
+def _summary(result: pd.DataFrame, floor: pd.DataFrame, drift, failed: bool,
+             devices: tuple[set, set]) -> tuple[list[str], list[str]]:
+    """(warnings to show prominently, summary lines), shared by both renderings."""
+    warnings = []
+    base_devices, new_devices = devices
+    if base_devices != new_devices:
+        warnings.append(f"the files were measured on different devices: baseline "
+                        f"{_names(base_devices)}, new {_names(new_devices)}; rows of different "
+                        f"devices are not compared")
+    compared = int(result["ratio"].notna().sum())
+    if compared == 0:
+        warnings.append("no row was timed ok on both sides: nothing was compared")
+
+    counts = result["verdict"].value_counts()
+    parts = [f"{int(counts[verdict])} {verdict.replace('_', ' ')}" for verdict in VERDICTS
+             if verdict in counts.index]
+    if not floor.empty:
+        parts.append(f"{len(floor)} below the pct_of_copy floor")
+    head = f"{'FAIL' if failed else 'PASS'}: {compared} timings compared"
+    lines = [head + (f"; {', '.join(parts)}" if parts else "")]
+    if drift is None:
+        lines.append("copy (hardware reference): no copy row ok on both sides")
+    else:
+        ratio, count = drift
+        lines.append(f"copy (hardware reference): median new/baseline {ratio:.2f} over {count} "
+                     f"copy rows; far from 1.00 means the machine changed, not the kernels")
+    return warnings, lines
+
+
+def render_text(result, floor, drift, failed, devices, verbose=False) -> str:
+    """The terminal report: aligned tables, worst first, then the summary.
+
+    Warnings open and close the report, so that a long log still shows them.
+    """
+    warnings, lines = _summary(result, floor, drift, failed, devices)
+    warnings = [f"WARNING: {warning}" for warning in warnings]
+    out = list(warnings)
+    for title, header, rows in _sections(result, floor, verbose):
+        out += ["", f"{title} ({len(rows)})", _aligned([header] + rows)]
+    unchanged = int((result["verdict"] == "unchanged").sum())
+    if unchanged and not verbose:
+        out += ["", f"{unchanged} unchanged (list them with --verbose)"]
+    return "\n".join(out + [""] + lines + warnings).lstrip("\n")
+
+
+def render_markdown(result, floor, drift, failed, devices) -> str:
+    """The report as GitHub-flavoured Markdown, for $GITHUB_STEP_SUMMARY; unchanged rows folded."""
+    warnings, lines = _summary(result, floor, drift, failed, devices)
+    out = [f"## Performance compare: {'FAIL' if failed else 'PASS'}", ""]
+    for warning in warnings:
+        out += ["> [!WARNING]", f"> {_md(warning)}", ""]
+    out += [f"- {_md(line)}" for line in lines] + [""]
+    for title, header, rows in _sections(result, floor, verbose=True):
+        table = [f"{title} ({len(rows)})", "", _md_table(header, rows), ""]
+        if title == UNCHANGED_TITLE:
+            out += [f"<details><summary>{table[0]}</summary>"] + table[1:] + ["</details>", ""]
+        else:
+            out += [f"### {table[0]}"] + table[1:]
+    return "\n".join(out)
+
+
+def _aligned(rows: list[list[str]]) -> str:
+    """Rows of cells as left-aligned columns, two spaces apart."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip()
+                     for row in rows)
+
+
+def _md_table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    return "\n".join(lines + ["| " + " | ".join(_md(cell) for cell in row) + " |" for row in rows])
+
+
+def _md(text: str) -> str:
+    """One table cell or line: pipes escaped and newlines flattened so tables hold."""
+    return str(text).replace("|", "\\|").replace("\n", " ")
+
+
+def _key_cells(row: Mapping) -> list[str]:
+    return [row["op"], row["backend"], row["dtype"], f"{row['rows']}x{row['cols']}",
+            f"{row['p']:g}", row["direction"], row["timer"]]
+
+
+def _key_text(row: Mapping) -> str:
+    return " ".join(_key_cells(row)) + f" on {row['device'] or '?'}"
+
+
+def _band(pair: Mapping, side: str) -> str:
+    median, low, high = (pair[f"{stat}_{side}"] for stat in ("ms_median", "ms_p20", "ms_p80"))
+    if not median > 0:  # not timed (NaN), or a failed row's placeholder
+        return "-"
+    # Four significant digits of the median, the band at the same decimals: a 5 us
+    # kernel keeps its precision and the three numbers line up.
+    decimals = max(0, 3 - math.floor(math.log10(median)))
+    return f"{median:.{decimals}f} [{low:.{decimals}f}, {high:.{decimals}f}]"
+
+
+def _ratio_text(ratio: float) -> str:
+    return "-" if pd.isna(ratio) else f"{ratio:.3f} ({ratio - 1:+.1%})"
+
+
+def _cell(value) -> str:
+    return "-" if pd.isna(value) else str(value)
+
+
+def _names(devices: set) -> str:
+    return ", ".join(sorted(device or "?" for device in devices)) or "none"
+
+
+# -- command line ----------------------------------------------------------------------
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):  # one line on stderr and exit 2, as for a bad file
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _op_threshold(text: str) -> tuple[str, float]:
+    """Parse OP=VALUE; unknown ops are refused so that a typo cannot silently apply nothing."""
+    op, sep, value = text.partition("=")
+    if not sep or op not in OPS:
+        raise argparse.ArgumentTypeError(f"expected OP=VALUE with OP one of {', '.join(OPS)}, got {text!r}")
+    return op, _fraction(value)
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must not be negative: {text!r}")
+    return value
+
+
+def _parse_args(argv):
+    parser = _Parser(prog="dropbench-compare",
+                     description="Compare two dropbench results CSVs; exit 1 on a regression.")
+    parser.add_argument("baseline", help="results CSV of the reference run")
+    parser.add_argument("new", help="results CSV of the run under test")
+    parser.add_argument("--threshold", type=_fraction, default=DEFAULT_THRESHOLD,
+                        help="relative slowdown that counts, e.g. 0.05 for 5%% (default %(default)s)")
+    parser.add_argument("--threshold-for", type=_op_threshold, action="append", default=[],
+                        metavar="OP=VALUE", help="per-op threshold, e.g. variational=0.08; repeatable")
+    parser.add_argument("--min-pct-of-copy", type=float, metavar="PCT",
+                        help="fail when a triton_* row of NEW reaches less than PCT%% of the copy")
+    parser.add_argument("--floor-min-rows", type=int, default=DEFAULT_FLOOR_MIN_ROWS, metavar="N",
+                        help="apply the floor only to shapes with at least N rows (default %(default)s)")
+    parser.add_argument("--fail-on-missing", action="store_true",
+                        help="fail when a baseline row is missing (or skipped) in NEW; default report only")
+    parser.add_argument("--markdown", metavar="PATH", help="also write the report as Markdown to PATH")
+    parser.add_argument("--verbose", "-v", action="store_true", help="list unchanged rows too")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the comparison; 0 pass, 1 regression/broken/floor failure, 2 bad input."""
+    args = _parse_args(argv)
+    try:
+        baseline, new = load_results(args.baseline), load_results(args.new)
+    except InputError as err:
+        print(f"dropbench-compare: error: {err}", file=sys.stderr)
+        return 2
+
+    result = compare(baseline, new, args.threshold, dict(args.threshold_for))
+    if args.min_pct_of_copy is None:
+        floor = new.iloc[0:0]
+    else:
+        floor = below_floor(new, args.min_pct_of_copy, args.floor_min_rows)
+    drift = copy_drift(baseline, new)
+    failed = has_failed(result, floor, args.fail_on_missing)
+    devices = (set(baseline["device"]), set(new["device"]))
+
+    print(render_text(result, floor, drift, failed, devices, args.verbose))
+    if args.markdown:
+        try:
+            with open(args.markdown, "w", encoding="utf-8") as handle:
+                handle.write(render_markdown(result, floor, drift, failed, devices))
+        except OSError as err:
+            print(f"dropbench-compare: error: cannot write {args.markdown}: {err.strerror}", file=sys.stderr)
+            return 2
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,178 @@
+"""The results CSV on disk: environment columns, fault-tolerant appends, and resume.
+
+Every row is one `write()` of a complete line followed by flush and fsync, so a
+killed sweep leaves at most one partial last line; opening the file again drops
+that line, reads the keys already measured (schema.KEY_COLUMNS) so the sweep can
+skip them, and appends. The csv module (not pandas) keeps this independent of
+the pandas version.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import re
+import socket
+import subprocess
+import uuid
+from datetime import datetime, timezone
+from pathlib import Path
+
+from bench.schema import COLUMNS, KEY_COLUMNS
+
+log = logging.getLogger(__name__)
+
+REPO = Path(__file__).resolve().parents[1]
+HEADER = ",".join(COLUMNS) + "\n"
+
+
+class ResultsError(ValueError):
+    """An existing results file that this sweep must not append to; the message says why."""
+
+
+def utc_now() -> str:
+    return datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def device_slug(device_name: str) -> str:
+    """'NVIDIA H100 80GB HBM3' -> 'nvidia-h100-80gb-hbm3': safe in a file name."""
+    return re.sub(r"[^a-z0-9]+", "-", device_name.lower()).strip("-") or "device"
+
+
+def default_path(device_name: str) -> Path:
+    """results/<device_slug>-<UTC date>.csv: a re-run on the same day resumes it."""
+    return Path("results") / f"{device_slug(device_name)}-{datetime.now(timezone.utc):%Y-%m-%d}.csv"
+
+
+def git_commit() -> str:
+    """`git rev-parse --short HEAD` of this checkout, '-dirty' if tracked files changed; '' if none."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
+                              timeout=10, check=True).stdout.strip()
+    try:
+        commit = git("rev-parse", "--short", "HEAD")
+        dirty = git("status", "--porcelain", "--untracked-files=no")
+    except (OSError, subprocess.SubprocessError):
+        return ""  # not a git checkout (an installed package), no commit yet, or no git
+    return commit + ("-dirty" if dirty else "")
+
+
+def environment(device: str) -> dict:
+    """The columns that describe where and with what a sweep ran; one run_id per invocation."""
+    import torch
+    import triton
+
+    if device == "cuda":
+        name = torch.cuda.get_device_name()
+        sm_count = torch.cuda.get_device_properties(torch.cuda.current_device()).multi_processor_count
+    else:
+        name, sm_count = "cpu", None
+    return {
+        "device": name,
+        "sm_count": sm_count,
+        "torch": torch.__version__,
+        "triton": triton.__version__,
+        "cuda": torch.version.cuda or "",
+        "commit": git_commit(),
+        "host": socket.gethostname(),
+        "run_id": f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}",
+    }
+
+
+def key_of(row: dict) -> tuple:
+    """A row's key with typed numbers, so '0.5' read back equals 0.5 measured."""
+    op, backend, dtype, rows, cols, p, direction, timer = (row[column] for column in KEY_COLUMNS)
+    return (op, backend, dtype, int(rows), int(cols), float(p), direction, timer)
+
+
+def _cell(value, exact: bool = False) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float) and not exact:
+        return f"{value:.6g}"  # measurements: 6 significant digits are more than their noise
+    return str(value)  # str(float) round-trips, so a key read back equals the key written
+
+
+def format_line(row: dict) -> str:
+    """One complete CSV line (with its newline) holding every schema column, in order."""
+    buffer = io.StringIO()
+    cells = [_cell(row.get(column), exact=column in KEY_COLUMNS) for column in COLUMNS]
+    csv.writer(buffer, lineterminator="\n").writerow(cells)
+    return buffer.getvalue()
+
+
+class ResultsFile:
+    """A results CSV opened for appending, with the rows it already held."""
+
+    def __init__(self, path: str | Path, device_name: str):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.rows = self._read_existing()
+        self.resumed = len(self.rows)
+        others = sorted({row["device"] for row in self.rows} - {device_name})
+        if others:
+            raise ResultsError(
+                f"{self.path} holds rows measured on {', '.join(others)}, not {device_name}; "
+                f"give this device its own file (results.path=...)"
+            )
+        self.done = {key_of(row) for row in self.rows}
+        self._file = open(self.path, "a", newline="", encoding="utf-8")
+        if self._file.tell() == 0:
+            self._append(HEADER)
+
+    def _read_existing(self) -> list[dict]:
+        if not self.path.exists() or self.path.stat().st_size == 0:
+            return []
+        data = self.path.read_bytes()
+        if not data.endswith(b"\n"):
+            # A kill mid-write leaves at most one partial line (each row is one write()).
+            keep = data.rfind(b"\n") + 1
+            log.warning("%s: dropping a partial last line left by an interrupted run: %r",
+                        self.path, data[keep:][:80])
+            with open(self.path, "r+b") as file:
+                file.truncate(keep)
+                file.flush()
+                os.fsync(file.fileno())
+            data = data[:keep]
+        if not data:
+            return []
+        text = data.decode("utf-8")
+        if not text.startswith(HEADER):
+            raise ResultsError(
+                f"{self.path} exists but its header is not this version's columns "
+                f"(bench.schema.COLUMNS); give another results.path"
+            )
+        rows = list(csv.DictReader(io.StringIO(text)))
+        for line, row in enumerate(rows, start=2):
+            try:
+                key_of(row)
+            except (TypeError, ValueError, KeyError):
+                raise ResultsError(f"{self.path}: line {line} has a malformed key: {row}") from None
+        return rows
+
+    def _append(self, line: str) -> None:
+        # One write() per complete line, then to disk: a crash loses at most this line.
+        self._file.write(line)
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+    def write(self, row: dict) -> None:
+        """Append one measurement; its key must be new to this file."""
+        key = key_of({column: row[column] for column in KEY_COLUMNS})
+        if key in self.done:
+            raise ResultsError(f"{self.path} already has a row for {key}")
+        line = format_line(row)
+        self._append(line)
+        self.done.add(key)
+        self.rows.append(dict(zip(COLUMNS, next(csv.reader([line])))))
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> ResultsFile:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,244 @@
+"""The sweep loop: for each point, check it, warm it up, measure its memory, time it, write its rows.
+
+Correctness is checked once per (op, backend, dtype, p), on a check-sized tensor
+(bench.check), and that verdict holds for every shape of the sweep; at each
+shape only the output's shape and dtype are checked again. An implementation
+found incorrect is never timed. Any exception at one point (an OOM included)
+becomes rows with its status and message, and the sweep goes on.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch._dynamo
+from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
+
+from baselines import compiled
+from bench import check, plan, registry, results, summary
+from bench.check import TORCH_DTYPES, Verdict
+from bench.memory import peak_bytes, saved_bytes
+from bench.schema import COPY, DTYPE_BYTES, PASSES
+from bench.steps import make_step
+from bench.timing import measure
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class SweepResult:
+    path: Path
+    rows: list[dict]   # every row of the file: resumed and new
+    written: int       # rows this run wrote
+    skipped: int       # keys already in the file when it started
+
+    @property
+    def incorrect(self) -> bool:
+        return any(row["status"] == "incorrect" for row in self.rows)
+
+
+def failure_status(exc: BaseException) -> str:
+    """oom for out-of-memory (torch's, or an allocator message saying so), else error."""
+    oom_type = getattr(torch.cuda, "OutOfMemoryError", ())
+    if isinstance(exc, oom_type) or "out of memory" in str(exc).lower():
+        return "oom"
+    return "error"
+
+
+def failure_message(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0] if lines else ''}"[:300]
+
+
+def _sync(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def _free_memory(device: str) -> None:
+    gc.collect()
+    if device == "cuda":
+        torch.cuda.empty_cache()
+
+
+class Sweep:
+    """Measures points and writes their rows; holds the verdicts and the times rows refer to."""
+
+    def __init__(self, cfg, device: str, out: results.ResultsFile, env: dict):
+        self.cfg, self.device, self.out, self.env = cfg, device, out, env
+        self.seed = int(cfg.seed)
+        self.dim = int(cfg.variational_dim)
+        self.verdicts: dict[tuple, Verdict] = {}
+        # ms_median of every ok row, resumed ones too: the copy and eager times later rows divide by.
+        self.ms = {results.key_of(row): float(row["ms_median"])
+                   for row in out.rows if row["status"] == "ok" and row["ms_median"]}
+
+    # -- rows ------------------------------------------------------------------------------
+
+    def _write(self, point: plan.Point, direction: str, timer: str, status: str, error: str = "",
+               timing=None, config: str = "", saved=None, peak=None) -> None:
+        row = {
+            "op": point.op, "backend": point.backend, "dtype": point.dtype, "rows": point.rows,
+            "cols": point.cols, "numel": point.numel, "p": float(point.p), "direction": direction,
+            "timer": timer, "saved_bytes": saved, "peak_bytes": peak, "config": config,
+            "status": status, "error": error, "timestamp": results.utc_now(), **self.env,
+        }
+        if timing is not None:
+            row.update(self._throughput(point, direction, timer, timing))
+        self.out.write(row)
+
+    def _throughput(self, point, direction, timer, timing) -> dict:
+        ms, passes = timing.median, PASSES[direction]
+        self.ms[point.key(direction, timer)] = ms  # first: a copy row is its own reference
+        copy_ms = self.ms.get((COPY, COPY, point.dtype, point.rows, point.cols, plan.COPY_P, "fwd", timer))
+        eager_ms = self.ms.get(
+            (point.op, "eager", point.dtype, point.rows, point.cols, float(point.p), direction, timer))
+        return {
+            "ms_median": ms, "ms_p20": timing.p20, "ms_p80": timing.p80,
+            "gbps": 2 * point.numel * DTYPE_BYTES[point.dtype] * passes / (ms * 1e-3) / 1e9,
+            "pct_of_copy": 100 * copy_ms * passes / ms if copy_ms else None,
+            "speedup_vs_eager": eager_ms / ms if eager_ms and not point.is_copy else None,
+        }
+
+    def _write_failed(self, point, todo, status: str, error: str) -> None:
+        """Rows without timings for every key of `todo` not yet written."""
+        for direction, timer in todo:
+            if point.key(direction, timer) not in self.out.done:
+                self._write(point, direction, timer, status, error)
+
+    # -- measuring -------------------------------------------------------------------------
+
+    def verdict(self, point: plan.Point) -> Verdict:
+        """The correctness verdict of (op, backend, dtype, p), checked the first time it is asked for."""
+        key = (point.op, point.backend, point.dtype, float(point.p))
+        if key not in self.verdicts:
+            started = time.perf_counter()
+            try:
+                found = check.check(registry.get(point.op, point.backend), point.dtype, point.p, self.device,
+                                    self.seed, self.dim, int(self.cfg.check.numel), float(self.cfg.check.sigmas))
+            except Exception as exc:  # a crash in the check is that implementation's error at every shape
+                found = Verdict(failure_status(exc), f"check failed: {failure_message(exc)}")
+            self.verdicts[key] = found
+            level = logging.INFO if found.ok else logging.ERROR
+            log.log(level, "check %s/%s %s p=%g: %s%s (%.1f s; reused for every shape)", point.op, point.backend,
+                    point.dtype, point.p, found.status, f": {found.reason}" if found.reason else "",
+                    time.perf_counter() - started)
+        return self.verdicts[key]
+
+    def measure_point(self, point: plan.Point) -> None:
+        """Measure every (direction, timer) of `point` missing from the file; failures become rows."""
+        todo = [(direction, timer) for timer in point.timers for direction in point.directions
+                if point.key(direction, timer) not in self.out.done]
+        if not todo:
+            return
+        try:
+            if point.is_copy:
+                self._measure_copy(point, todo)
+            else:
+                self._measure_op(point, todo)
+        except Exception as exc:  # one point's failure must not end the sweep
+            status = failure_status(exc)
+            log.error("%s: %s: %s", point.label(), status, failure_message(exc))
+            failed = (status, failure_message(exc))
+        else:
+            failed = None
+        # Outside the except block, so the traceback no longer pins the point's tensors.
+        _free_memory(self.device)
+        if failed:
+            self._write_failed(point, todo, *failed)
+
+    def _inputs(self, point):
+        x = torch.randn(point.rows, point.cols, dtype=TORCH_DTYPES[point.dtype], device=self.device)
+        return x, torch.randn_like(x)
+
+    def _measure_copy(self, point, todo) -> None:
+        src, dst = self._inputs(point)
+        self._time(point, todo, lambda direction: (lambda: dst.copy_(src)))
+
+    def _measure_op(self, point, todo) -> None:
+        verdict = self.verdict(point)
+        if not verdict.ok:
+            self._write_failed(point, todo, verdict.status, verdict.reason)
+            return
+        # Each point compiles from scratch, as a model of this one shape would (and the
+        # check's other layouts leave nothing behind). Resets no Triton autotune cache.
+        torch._dynamo.reset()
+        impl = registry.get(point.op, point.backend)
+        x, grad_out = self._inputs(point)
+        x.requires_grad_()  # the training setting: autograd records, and the op saves what it needs
+
+        def forward():
+            return impl(x, point.p, self.seed, self.dim)
+
+        # The first calls autotune (Triton) or compile (torch.compile): excluded from timing, reported in config.
+        started = time.perf_counter()
+        y = forward()
+        _sync(self.device)
+        first_ms = (time.perf_counter() - started) * 1e3
+        if tuple(y.shape) != (point.rows, point.cols) or y.dtype != x.dtype:
+            self._write_failed(point, todo, "incorrect",
+                               f"output is {tuple(y.shape)} {y.dtype}, expected {(point.rows, point.cols)} {x.dtype}")
+            return
+        started = time.perf_counter()
+        torch.autograd.grad(y, x, grad_out)
+        _sync(self.device)
+        first_bwd_ms = (time.perf_counter() - started) * 1e3
+        del y
+        config = " ".join(part for part in [impl.chosen_config(), f"first_call_ms={first_ms:.1f}",
+                                            f"first_bwd_ms={first_bwd_ms:.1f}"] if part)
+        log.info("%s: %s", point.label(), config)
+
+        saved = saved_bytes(forward)
+        peak = peak_bytes(lambda: torch.autograd.grad(forward(), x, grad_out), self.device)
+        self._time(point, todo, lambda direction: make_step(direction, forward, x, grad_out),
+                   config=config, saved=saved, peak=peak)
+
+    def _time(self, point, todo, step_for, **extra) -> None:
+        """Time each (direction, timer) of todo; a failure fails only its own row."""
+        for direction, timer in todo:
+            try:
+                timing = measure(lambda: step_for(direction), timer, self.cfg.timing)
+            except Exception as exc:
+                failed = (failure_status(exc), failure_message(exc))
+            else:
+                failed = None
+                self._write(point, direction, timer, "ok", timing=timing, **extra)
+            if failed:  # handled outside the except block, so the traceback no longer pins tensors
+                log.error("%s %s timer=%s: %s: %s", point.label(), direction, timer, *failed)
+                _free_memory(self.device)
+                self._write(point, direction, timer, *failed)
+
+
+def run(cfg, device: str, progress: bool = True) -> SweepResult:
+    """Run the sweep `cfg` on `device` (cuda | cpu), appending to (and resuming) cfg.results.path."""
+    if device == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+        raise RuntimeError("the CPU sweep runs Triton under its interpreter: set TRITON_INTERPRET=1 "
+                           "before triton is imported (dropbench-sweep does this itself)")
+    torch.manual_seed(int(cfg.seed))
+    compiled.configure_dynamo()
+    points = plan.expand(cfg, device)
+    env = results.environment(device)
+    path = Path(cfg.results.path) if cfg.results.get("path") else results.default_path(env["device"])
+    with results.ResultsFile(path, env["device"]) as out:
+        skipped = sum(key in out.done for point in points for key in point.keys())
+        log.info("results: %s (%d rows there already, %d of this sweep's %d keys done; run_id %s)",
+                 path, out.resumed, skipped, sum(len(point.keys()) for point in points), env["run_id"])
+        sweep = Sweep(cfg, device, out, env)
+        with logging_redirect_tqdm():
+            bar = tqdm(points, desc="dropbench", unit="point", disable=not progress)
+            for point in bar:
+                bar.set_postfix_str(point.label(), refresh=False)
+                sweep.measure_point(point)
+        written = len(out.rows) - out.resumed
+        all_rows = list(out.rows)
+    for line in summary.report(all_rows):
+        (log.error if line.startswith("!!!") else log.info)(line)
+    log.info("wrote %d rows to %s", written, path)
+    return SweepResult(path, all_rows, written, skipped)

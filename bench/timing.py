@@ -1,0 +1,110 @@
+"""Timers: median, p20 and p80 of one call, in milliseconds.
+
+do_bench: triton.testing.do_bench (it warms up, and flushes L2 between repeats).
+cudagraph: the call captured once in a CUDA graph and replayed, for small shapes
+where launch overhead hides the kernel; Triton's do_bench_cudagraph does not
+flush L2 between replays, so this one does, outside the graph.
+cpu: wall clock around single calls; labelled as such, never passed off as a GPU time.
+Every timer takes a `build` that returns the callable, so the CUDA-graph timer
+can build it on its capture stream (autograd runs backward on the forward's stream).
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+GRAPH_WARMUP_CALLS = 3
+
+
+@dataclass(frozen=True)
+class Timing:
+    median: float
+    p20: float | None
+    p80: float | None
+
+
+def measure(build: Callable[[], Callable[[], object]], timer: str, timing) -> Timing:
+    """Time the callable that build() returns with `timer` (do_bench | cudagraph | cpu)."""
+    quantiles = [float(q) for q in timing.quantiles]
+    if timer == "do_bench":
+        return do_bench(build(), int(timing.warmup_ms), int(timing.rep_ms), quantiles)
+    if timer == "cudagraph":
+        return cuda_graph(build, int(timing.cudagraph_reps), int(timing.l2_flush_mb) << 20, quantiles)
+    if timer == "cpu":
+        return cpu(build(), int(timing.cpu_warmup), int(timing.cpu_reps), quantiles)
+    raise ValueError(f"unknown timer {timer!r}")
+
+
+def do_bench(fn, warmup_ms: int, rep_ms: int, quantiles: list[float]) -> Timing:
+    """triton.testing.do_bench by keyword, across Triton versions (quantiles, or old percentiles)."""
+    from triton.testing import do_bench as triton_do_bench
+
+    parameters = inspect.signature(triton_do_bench).parameters
+    if "quantiles" in parameters:
+        result = triton_do_bench(fn, warmup=warmup_ms, rep=rep_ms, quantiles=quantiles)
+    elif "percentiles" in parameters:
+        result = triton_do_bench(fn, warmup=warmup_ms, rep=rep_ms, percentiles=quantiles)
+    else:
+        result = triton_do_bench(fn, warmup=warmup_ms, rep=rep_ms)
+    if isinstance(result, (int, float)):
+        return Timing(float(result), None, None)  # a Triton that returns one summary number
+    median, low, high = (float(value) for value in list(result)[:3])
+    return Timing(median, low, high)
+
+
+def cuda_graph(build, reps: int, flush_bytes: int, quantiles: list[float]) -> Timing:
+    """Capture build()'s callable in a CUDA graph; time `reps` replays, each after an L2 flush."""
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        # Warm up on a side stream before capture, as the torch docs ask (lazy init, autotune, compile).
+        fn = build()
+        for _ in range(GRAPH_WARMUP_CALLS):
+            fn()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph, stream=side):
+        fn()
+    flush = torch.empty(flush_bytes, dtype=torch.int8, device="cuda")
+    starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
+    ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
+    for start, end in zip(starts, ends):
+        flush.zero_()  # outside the graph and outside the timed span
+        start.record()
+        graph.replay()
+        end.record()
+    torch.cuda.synchronize()
+    times = [start.elapsed_time(end) for start, end in zip(starts, ends)]
+    del graph
+    return _summary(times, quantiles)
+
+
+def cpu(fn, warmup: int, reps: int, quantiles: list[float]) -> Timing:
+    """Wall-clock milliseconds of single calls on the CPU."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(max(reps, 1)):
+        start = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - start) * 1e3)
+    return _summary(times, quantiles)
+
+
+def _summary(times: list[float], quantiles: list[float]) -> Timing:
+    median, low, high = (quantile(times, q) for q in quantiles[:3])
+    return Timing(median, low, high)
+
+
+def quantile(values: list[float], q: float) -> float:
+    """The q-quantile with linear interpolation (numpy's default), without numpy."""
+    ordered = sorted(values)
+    position = q * (len(ordered) - 1)
+    below = int(position)
+    above = min(below + 1, len(ordered) - 1)
+    return ordered[below] + (ordered[above] - ordered[below]) * (position - below)

@@ -1,0 +1,332 @@
+"""Seeded alpha dropout (for SELU networks): alpha_dropout and feature_alpha_dropout.
+
+Dropped activations take SELU's negative saturation a' = -scale * alpha instead of 0,
+then an affine map restores zero mean and unit variance for standard-normal input:
+  y = A * (x * keep + a' * (1 - keep)) + B,
+  A = ((1 - p) * (1 + p * a'**2)) ** -0.5,   B = -A * a' * p,
+so kept elements become x * A + B and dropped ones the constant A * a' + B, exactly
+ATen's _dropout_impl (which torch.nn.functional.alpha_dropout runs), with PyTorch's
+a' = -1.7580993408473766. Backward: grad_out * A where kept, 0 where dropped.
+
+The keep decision is the mask contract's (kernels.contract), unchanged:
+alpha_dropout(x, p, seed) keeps exactly the elements seeded_dropout(x, p, seed) keeps,
+and feature_alpha_dropout keeps the channels dropout2d/feature_dropout keep (the
+element mask of x.shape[:2]). A, B and A * a' + B are computed in fp64 on the host
+and passed as fp64 bit patterns (like scale_bits); the kernels compute
+x * A + B in fp32 (fp64 for fp64) and round once to the input dtype.
+
+Two kernels, as element and variational dropout have: a rows kernel taking BLOCK
+consecutive elements as seeded's [BLOCK/4, 4] tile (one Philox call per 4
+elements), and a locked kernel for the channel form taking variational's
+[BLOCK_D, BLOCK_M] tile (one Philox call per channel, shared along the spatial
+positions). Backward is the same kernel with B = 0 and dropped value 0.
+
+Bytes moved per element: one read and one write of the dtype. Operations: one
+Philox call per 4 elements (per channel for the feature form), one compare, one
+multiply-add, one select.
+
+Layouts: contiguous x, and 2-D x whose rows are contiguous with cols a multiple of 4,
+are read in place; other strides are copied to contiguous first (one more read and
+write). The feature form reads channels-first and channels-last x in place
+(kernels.channel.channel_view). The output is contiguous (channels-last for a
+channels-last input of the feature form).
+"""
+
+import math
+import struct
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels import variational
+from kernels.channel import FEATURE_RANK_MESSAGE, channel_view
+from kernels.contract import as_int64_bits, check_input, check_p, check_seed, keep_threshold
+from kernels.dispatch import launch
+from kernels.seeded import CPU_CONFIG, INT32_LIMIT, ROWS_CONFIGS, _pick_word, describe_config, drops_everything
+
+SELU_ALPHA = 1.6732632423543772848170429916717
+SELU_SCALE = 1.0507009873554804934193349852946
+#: a' = -SELU_SCALE * SELU_ALPHA, written as ATen writes it (the product rounds to the same double).
+ALPHA_PRIME = -1.7580993408473766
+
+
+def alpha_constants(p: float) -> tuple[float, float, float]:
+    """(A, B, dropped) for 0 <= p < 1: kept elements become x * A + B, dropped ones `dropped`."""
+    a = 1.0 / math.sqrt((ALPHA_PRIME * ALPHA_PRIME * p + 1.0) * (1.0 - p))
+    b = -a * ALPHA_PRIME * p
+    return a, b, a * ALPHA_PRIME + b
+
+
+def _bits(value: float) -> int:
+    """A float64's bits as a signed 64-bit int (Triton would round a Python float to fp32)."""
+    return struct.unpack("<q", struct.pack("<d", value))[0]
+
+
+@triton.jit
+def _apply_alpha(x, word, threshold, a_bits, b_bits, dropped_bits):
+    """x * A + B where word >= threshold, else the constant `dropped`; fp32 math (fp64 for fp64)."""
+    keep = word.to(tl.uint32, bitcast=True) >= threshold.to(tl.uint32)
+    # Triton types a small int argument (the 0 bits of B = 0 in backward) as int32: widen before the bitcast.
+    a = a_bits.to(tl.int64).to(tl.float64, bitcast=True)
+    b = b_bits.to(tl.int64).to(tl.float64, bitcast=True)
+    dropped = dropped_bits.to(tl.int64).to(tl.float64, bitcast=True)
+    if x.dtype == tl.float64:
+        y = tl.where(keep, x * a + b, dropped)
+    else:
+        y = tl.where(keep, x.to(tl.float32) * a.to(tl.float32) + b.to(tl.float32), dropped.to(tl.float32))
+    return y.to(x.dtype)
+
+
+@triton.jit(do_not_specialize=["seed", "threshold", "a_bits", "b_bits", "dropped_bits"])
+def _alpha_rows_kernel(
+    x_ptr, out_ptr, seed, threshold, a_bits, b_bits, dropped_bits,
+    rows, cols, x_row_stride, out_row_stride, stream_row_len,
+    WIDE_INDEX: tl.constexpr, BLOCK: tl.constexpr,
+):
+    """seeded's rows kernel with the alpha map: stream index e = row * stream_row_len + col."""
+    pid = tl.program_id(0)
+    if WIDE_INDEX:
+        pid = pid.to(tl.int64)
+    blocks_per_row = tl.cdiv(cols, BLOCK)
+    row = pid // blocks_per_row
+    col_start = (pid % blocks_per_row) * BLOCK
+    groups = tl.arange(0, BLOCK // 4)
+    lanes = tl.arange(0, 4)
+    cols_in_tile = col_start + groups[:, None] * 4 + lanes[None, :]
+    in_bounds = cols_in_tile < cols
+
+    # counter = e div 4; col_start and stream_row_len are multiples of 4, so a tile row is
+    # exactly one counter whatever BLOCK is: the same words seeded_dropout draws.
+    counters = (row * stream_row_len + col_start) // 4 + groups
+    r0, r1, r2, r3 = tl.randint4x(seed, counters)
+    word = _pick_word(lanes[None, :], r0[:, None], r1[:, None], r2[:, None], r3[:, None])
+
+    x = tl.load(x_ptr + row * x_row_stride + cols_in_tile, mask=in_bounds)
+    y = _apply_alpha(x, word, threshold, a_bits, b_bits, dropped_bits)
+    tl.store(out_ptr + row * out_row_stride + cols_in_tile, y, mask=in_bounds)
+
+
+@triton.jit(do_not_specialize=["seed", "threshold", "a_bits", "b_bits", "dropped_bits"])
+def _alpha_locked_kernel(
+    x_ptr, out_ptr, seed, threshold, a_bits, b_bits, dropped_bits,
+    outer, D, M,
+    x_stride_outer, x_stride_d, x_stride_m,
+    out_stride_outer, out_stride_d, out_stride_m,
+    WIDE_INDEX: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr,
+):
+    """variational's locked kernel with the alpha map: (o, d, m) is kept iff mask element o * M + m is."""
+    pid = tl.program_id(0)
+    if WIDE_INDEX:
+        pid = pid.to(tl.int64)
+    m_blocks = tl.cdiv(M, BLOCK_M)
+    d_blocks = tl.cdiv(D, BLOCK_D)
+    m_block = pid % m_blocks
+    d_block = (pid // m_blocks) % d_blocks
+    o = pid // (m_blocks * d_blocks)
+
+    m = m_block * BLOCK_M + tl.arange(0, BLOCK_M)
+    d = d_block * BLOCK_D + tl.arange(0, BLOCK_D)
+    mask_index = o * M + m
+    r0, r1, r2, r3 = tl.randint4x(seed, mask_index // 4)
+    word = _pick_word(mask_index % 4, r0, r1, r2, r3)
+
+    in_bounds = (d[:, None] < D) & (m[None, :] < M)
+    x_offsets = o * x_stride_outer + d[:, None] * x_stride_d + m[None, :] * x_stride_m
+    x = tl.load(x_ptr + x_offsets, mask=in_bounds)
+    y = _apply_alpha(x, word[None, :], threshold, a_bits, b_bits, dropped_bits)
+    out_offsets = o * out_stride_outer + d[:, None] * out_stride_d + m[None, :] * out_stride_m
+    tl.store(out_ptr + out_offsets, y, mask=in_bounds)
+
+
+_alpha_rows_autotuned = triton.autotune(configs=ROWS_CONFIGS, key=["rows", "cols", "x_row_stride"])(
+    _alpha_rows_kernel
+)
+_alpha_locked_autotuned = triton.autotune(
+    configs=variational.LOCKED_CONFIGS, key=["outer", "D", "M", "x_stride_d", "x_stride_m"]
+)(_alpha_locked_kernel)
+
+
+def chosen_config() -> str:
+    """The autotuner's choice for the last autotuned launch of the element kernel ('' before any)."""
+    return describe_config(getattr(_alpha_rows_autotuned, "best_config", None))
+
+
+def chosen_feature_config() -> str:
+    """The autotuner's choice for the last autotuned launch of the feature kernel ('' before any)."""
+    return describe_config(getattr(_alpha_locked_autotuned, "best_config", None))
+
+
+def _map_bits(p: float, grad: bool) -> tuple[int, int, int]:
+    """Bits of (A, B, dropped): the forward map, or for the gradient (A, 0, 0)."""
+    a, b, dropped = alpha_constants(p)
+    return (_bits(a), 0, 0) if grad else (_bits(a), _bits(b), _bits(dropped))
+
+
+def alpha_dropout_forward(x: torch.Tensor, p: float, seed: int, grad: bool = False, config=None) -> torch.Tensor:
+    """Launch the element kernel for 0 < p < 1 with T(p) < 2**32 (arguments checked). New contiguous tensor.
+
+    grad=True applies the backward map (x * A where kept, 0 where dropped) instead.
+    `config` (a triton.Config with BLOCK) forces one launch configuration.
+    """
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    if x.numel() == 0:
+        return out
+    if x.is_contiguous():
+        x2d, out2d, stream_row_len = x.view(1, -1), out.view(1, -1), 0
+    elif x.dim() == 2 and x.stride(1) == 1 and x.shape[1] % 4 == 0:
+        x2d, out2d, stream_row_len = x, out, x.shape[1]
+    else:
+        x2d, out2d, stream_row_len = x.contiguous().view(1, -1), out.view(1, -1), 0  # documented copy
+    rows, cols = x2d.shape
+    wide = x2d.numel() + rows * abs(x2d.stride(0)) > INT32_LIMIT
+    args = (
+        x2d, out2d, seed, keep_threshold(p), *_map_bits(p, grad),
+        rows, cols, x2d.stride(0), out2d.stride(0), stream_row_len,
+    )
+    if config is None and x.device.type == "cpu":
+        config = CPU_CONFIG
+    if config is None:
+        grid = lambda meta: (rows * triton.cdiv(cols, meta["BLOCK"]),)  # noqa: E731
+        _alpha_rows_autotuned[grid](*args, WIDE_INDEX=wide)
+    else:
+        grid = (rows * triton.cdiv(cols, config.kwargs["BLOCK"]),)
+        _alpha_rows_kernel[grid](*args, WIDE_INDEX=wide, num_warps=config.num_warps, **config.kwargs)
+    return out
+
+
+def feature_alpha_dropout_forward(
+    x: torch.Tensor, p: float, seed: int, dim: int, grad: bool = False, config=None
+) -> torch.Tensor:
+    """Launch the locked kernel on a 3-D channel view, mask shared along `dim` (kernels.channel_view).
+
+    Same conditions and `grad` as alpha_dropout_forward; `config` has BLOCK_D and BLOCK_M.
+    """
+    out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    if x.numel() == 0:
+        return out
+    layout = variational._as_outer_d_m(x, dim)
+    if layout is None:
+        x = x.contiguous()  # dims around `dim` that no stride merges: documented copy
+        layout = variational._as_outer_d_m(x, dim)
+    (outer, size_d, size_m), x_strides, out_strides = layout
+    span = max(x.numel(), sum((s - 1) * st for s, st in zip(x.shape, x.stride())) + 1)
+    wide = span > INT32_LIMIT
+    args = (
+        x, out, seed, keep_threshold(p), *_map_bits(p, grad),
+        outer, size_d, size_m, *x_strides, *out_strides,
+    )
+    if config is None and x.device.type == "cpu":
+        config = variational.CPU_CONFIG
+    if config is None:
+        grid = lambda meta: (  # noqa: E731
+            outer * triton.cdiv(size_d, meta["BLOCK_D"]) * triton.cdiv(size_m, meta["BLOCK_M"]),
+        )
+        _alpha_locked_autotuned[grid](*args, WIDE_INDEX=wide)
+    else:
+        block_d, block_m = config.kwargs["BLOCK_D"], config.kwargs["BLOCK_M"]
+        grid = (outer * triton.cdiv(size_d, block_d) * triton.cdiv(size_m, block_m),)
+        _alpha_locked_kernel[grid](*args, WIDE_INDEX=wide, num_warps=config.num_warps, **config.kwargs)
+    return out
+
+
+@torch.library.custom_op("dropbench::alpha_dropout", mutates_args=())
+def _alpha_dropout_op(x: torch.Tensor, p: float, seed: int, grad: bool) -> torch.Tensor:
+    return alpha_dropout_forward(x, p, seed, grad)
+
+
+@_alpha_dropout_op.register_fake
+def _(x, p, seed, grad):
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+
+
+@torch.library.custom_op("dropbench::feature_alpha_dropout", mutates_args=())
+def _feature_alpha_dropout_op(x: torch.Tensor, p: float, seed: int, dim: int, grad: bool) -> torch.Tensor:
+    return feature_alpha_dropout_forward(x, p, seed, dim, grad)
+
+
+@_feature_alpha_dropout_op.register_fake
+def _(x, p, seed, dim, grad):
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+
+
+def _everything_dropped(x: torch.Tensor, p: float) -> torch.Tensor:
+    """No word passes T(p) = 2**32: every element is `dropped`; 0 at p = 1, as PyTorch returns."""
+    value = 0.0 if p == 1.0 else alpha_constants(p)[2]
+    return torch.full(x.shape, value, dtype=x.dtype, device=x.device)
+
+
+class AlphaDropoutFunction(torch.autograd.Function):
+    """Forward: the alpha map; backward: the same kernel with B = 0, dropped = 0. Keeps (p, seed)."""
+
+    @staticmethod
+    def forward(ctx, x, p, seed):
+        ctx.p, ctx.seed = p, seed
+        if drops_everything(p):
+            return _everything_dropped(x, p)
+        return launch(_alpha_dropout_op, alpha_dropout_forward, x, p, seed, False)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        if drops_everything(ctx.p):
+            return torch.zeros_like(grad_out), None, None
+        return launch(_alpha_dropout_op, alpha_dropout_forward, grad_out, ctx.p, ctx.seed, True), None, None
+
+
+class FeatureAlphaDropoutFunction(torch.autograd.Function):
+    """The channel form on a 3-D view from channel_view: mask shared along `dim`. Keeps (p, seed, dim)."""
+
+    @staticmethod
+    def forward(ctx, x, p, seed, dim):
+        ctx.p, ctx.seed, ctx.dim = p, seed, dim
+        if drops_everything(p):
+            return _everything_dropped(x, p)
+        return launch(_feature_alpha_dropout_op, feature_alpha_dropout_forward, x, p, seed, dim, False)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        if drops_everything(ctx.p):
+            return torch.zeros_like(grad_out), None, None, None
+        grad_in = launch(
+            _feature_alpha_dropout_op, feature_alpha_dropout_forward, grad_out, ctx.p, ctx.seed, ctx.dim, True
+        )
+        return grad_in, None, None, None
+
+
+def _check(x, p, seed):
+    """The checked p and the seed's 64-bit pattern, as the autograd Functions take it."""
+    check_input(x)
+    return check_p(p), as_int64_bits(check_seed(seed))
+
+
+def alpha_dropout(x: torch.Tensor, p: float, seed: int, training: bool = True) -> torch.Tensor:
+    """F.alpha_dropout with seeded_dropout's mask: kept x * A + B, dropped A * a' + B.
+
+    Unlike F.alpha_dropout, training defaults to True (as in every dropbench function).
+    p = 0 or training=False returns x itself; p = 1 returns zeros with zero gradients
+    (PyTorch also returns zeros, but NaN where x is inf or NaN).
+    """
+    p, seed_bits = _check(x, p, seed)
+    if not training or p == 0.0:
+        return x
+    return AlphaDropoutFunction.apply(x, p, seed_bits)
+
+
+def feature_alpha_dropout(x: torch.Tensor, p: float, seed: int, training: bool = True) -> torch.Tensor:
+    """F.feature_alpha_dropout: the alpha map with one keep decision per x[n, c].
+
+    Mask: the element mask of x.shape[:2], as feature_dropout and dropout2d. x needs at
+    least 2 dims (PyTorch's RuntimeError, checked when a mask is drawn: training and
+    0 < p < 1). Edge cases and the training default as alpha_dropout.
+    """
+    p, seed_bits = _check(x, p, seed)
+    if not training or p == 0.0:
+        return x
+    if x.dim() < 2:
+        if p < 1.0:
+            raise RuntimeError(FEATURE_RANK_MESSAGE)
+        return AlphaDropoutFunction.apply(x, p, seed_bits)  # p = 1: zeros; PyTorch does not check here
+    if math.prod(x.shape[2:]) == 1:
+        return AlphaDropoutFunction.apply(x, p, seed_bits)  # one element per channel: x's element mask
+    view, shared_dim, restore = channel_view(x)
+    return restore(FeatureAlphaDropoutFunction.apply(view, p, seed_bits, shared_dim))

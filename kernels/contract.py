@@ -1,0 +1,102 @@
+"""The mask contract shared by every seeded kernel, and the checks on its arguments.
+
+Element e (its logical row-major index) is kept iff R(e) >= T(p), where
+  R(e) = 32-bit word (e mod 4) of Philox4x32-10(key = seed, counter = e div 4)
+and T(p) = round(p * 2**32). Kept elements become x / (1 - p), dropped ones 0.
+Nothing here depends on block size, dtype, strides or device, which is what
+makes masks reproducible across releases.
+"""
+
+import math
+import numbers
+import struct
+
+import torch
+
+SUPPORTED_DTYPES = {
+    torch.float16: "fp16",
+    torch.bfloat16: "bf16",
+    torch.float32: "fp32",
+    torch.float64: "fp64",
+}
+SEED_MIN, SEED_MAX = 0, 2**64 - 1
+TWO_POW_32 = 2**32
+
+
+def keep_threshold(p: float) -> int:
+    """T(p) = round(p * 2**32): an element is kept iff its 32-bit random word >= T(p).
+
+    An integer threshold wastes no random bits and cannot bias p through a float
+    conversion; the keep probability is exactly (2**32 - T) / 2**32.
+    """
+    return round(p * TWO_POW_32)
+
+
+def scale_bits(p: float) -> int:
+    """The bits of 1 / (1 - p) as a float64, as a signed 64-bit int.
+
+    Triton passes Python floats as fp32, which would round the fp64 kernels' scale;
+    the bits travel as an int64 and are bitcast back inside the kernel.
+    """
+    return struct.unpack("<q", struct.pack("<d", 1.0 / (1.0 - p)))[0]
+
+
+def check_p(p) -> float:
+    """Return p as a float, or raise naming the argument and the allowed values."""
+    if isinstance(p, bool) or not isinstance(p, numbers.Real):
+        raise TypeError(f"p must be a real number in [0, 1], got {type(p).__name__} {p!r}")
+    p = float(p)
+    if not (0.0 <= p <= 1.0) or math.isnan(p):
+        raise ValueError(f"p must be in [0, 1], got {p}")
+    return p
+
+
+def check_input(x, name: str = "x") -> None:
+    """Raise unless x is a floating tensor of a dtype the kernels support."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
+    if x.dtype not in SUPPORTED_DTYPES:
+        allowed = ", ".join(str(d) for d in SUPPORTED_DTYPES)
+        raise TypeError(f"{name} has dtype {x.dtype}; supported dtypes are {allowed}")
+
+
+def check_seed(seed) -> int:
+    """Return an int seed in [0, 2**64 - 1], or raise naming the argument and the range."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise TypeError(
+            f"seed must be an int in [{SEED_MIN}, 2**64 - 1] or a 1-D int64 tensor of per-row seeds, "
+            f"got {type(seed).__name__}"
+        )
+    seed = int(seed)
+    if not SEED_MIN <= seed <= SEED_MAX:
+        raise ValueError(f"seed must be in [{SEED_MIN}, 2**64 - 1], got {seed}")
+    return seed
+
+
+def as_int64_bits(seed: int) -> int:
+    """The seed's 64-bit pattern as a signed int64 (what torch ops and Triton's i64 carry)."""
+    return seed - 2**64 if seed >= 2**63 else seed
+
+
+def check_row_seeds(seeds: torch.Tensor, x: torch.Tensor) -> None:
+    """Per-row seeds: a 1-D int64 tensor with one seed per row of a 2-D x, on x's device.
+
+    Each int64 is read as its 64-bit two's-complement pattern, so every value is a valid key.
+    """
+    if seeds.dtype != torch.int64 or seeds.dim() != 1:
+        raise TypeError(f"seed as a tensor must be 1-D int64 (one per row), got {seeds.dim()}-D {seeds.dtype}")
+    if x.dim() != 2:
+        raise ValueError(f"per-row seeds need a 2-D x, got x with shape {tuple(x.shape)}")
+    if seeds.numel() != x.shape[0]:
+        raise ValueError(f"seed has {seeds.numel()} entries but x has {x.shape[0]} rows; give one seed per row")
+    if seeds.device != x.device:
+        raise ValueError(f"seed is on {seeds.device} but x is on {x.device}; put them on the same device")
+
+
+def check_dim(dim, ndim: int) -> int:
+    """Return dim normalised to [0, ndim), or raise naming the allowed range."""
+    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral):
+        raise TypeError(f"dim must be an int, got {type(dim).__name__}")
+    if not -ndim <= dim < ndim:
+        raise ValueError(f"dim must be in [{-ndim}, {ndim - 1}] for a {ndim}-D input, got {dim}")
+    return int(dim) % ndim

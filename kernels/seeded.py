@@ -1,0 +1,318 @@
+"""Seeded element dropout: y = x * keep / (1 - p), with no mask kept for backward.
+
+keep(e) follows the contract in kernels.contract: word (e mod 4) of
+Philox4x32-10(seed, e div 4) >= round(p * 2**32), e the logical row-major index.
+Backward is the same kernel on the gradient with the same seed, so autograd
+saves nothing of the input's size.
+
+Bytes moved per element: one read and one write of the dtype (2 x 2 bytes in
+fp16). Operations: one Philox call (10 rounds) per 4 elements, one compare, one
+multiply. Each program takes BLOCK consecutive elements as a [BLOCK/4, 4] tile:
+row i of the tile is the four words of counter (start/4 + i), so every random
+bit is used and the mask does not depend on BLOCK.
+
+Layouts: contiguous tensors and 2-D tensors whose rows are contiguous take the
+fast kernel; any other strides (transposes, permutes, up to 4 dims after
+merging) take a strided kernel that computes one Philox call per element (4x
+the arithmetic, still one read and one write). Tensors with more than 4
+unmergeable dims are copied to contiguous first. The output is always contiguous.
+"""
+
+import torch
+import triton
+import triton.language as tl
+
+from kernels.contract import (
+    TWO_POW_32,
+    as_int64_bits,
+    check_input,
+    check_p,
+    check_row_seeds,
+    check_seed,
+    keep_threshold,
+    scale_bits,
+)
+from kernels.dispatch import launch
+
+INT32_LIMIT = 2**31 - 1
+
+
+@triton.jit
+def _pick_word(lane, r0, r1, r2, r3):
+    """Word `lane` (0..3) of one Philox call; lane has the shape of the result."""
+    return tl.where(lane == 0, r0, tl.where(lane == 1, r1, tl.where(lane == 2, r2, r3)))
+
+
+@triton.jit
+def _apply_keep(x, word, threshold, scale_bits):
+    """x * scale where word >= threshold, else exactly 0, computed in fp32 (fp64 for fp64)."""
+    keep = word.to(tl.uint32, bitcast=True) >= threshold.to(tl.uint32)
+    scale = scale_bits.to(tl.float64, bitcast=True)
+    if x.dtype == tl.float64:
+        scaled = x * scale
+    else:
+        scaled = x.to(tl.float32) * scale.to(tl.float32)
+    return tl.where(keep, scaled, 0.0).to(x.dtype)
+
+
+@triton.jit(do_not_specialize=["seed", "threshold", "scale_bits"])
+def _dropout_rows_kernel(
+    x_ptr, out_ptr, row_seeds_ptr, seed, threshold, scale_bits,
+    rows, cols, x_row_stride, out_row_stride, stream_row_len,
+    PER_ROW_SEED: tl.constexpr, WIDE_INDEX: tl.constexpr, BLOCK: tl.constexpr,
+):
+    """Rows of `cols` contiguous elements; stream index e = row * stream_row_len + col."""
+    pid = tl.program_id(0)
+    if WIDE_INDEX:
+        pid = pid.to(tl.int64)
+    blocks_per_row = tl.cdiv(cols, BLOCK)
+    row = pid // blocks_per_row
+    col_start = (pid % blocks_per_row) * BLOCK
+    groups = tl.arange(0, BLOCK // 4)
+    lanes = tl.arange(0, 4)
+    cols_in_tile = col_start + groups[:, None] * 4 + lanes[None, :]
+    in_bounds = cols_in_tile < cols
+
+    if PER_ROW_SEED:
+        key = tl.load(row_seeds_ptr + row)
+    else:
+        key = seed
+    # counter = e div 4; col_start and stream_row_len are multiples of 4, so a
+    # tile row is exactly one counter whatever BLOCK is.
+    counters = (row * stream_row_len + col_start) // 4 + groups
+    r0, r1, r2, r3 = tl.randint4x(key, counters)
+    word = _pick_word(lanes[None, :], r0[:, None], r1[:, None], r2[:, None], r3[:, None])
+
+    x = tl.load(x_ptr + row * x_row_stride + cols_in_tile, mask=in_bounds)
+    y = _apply_keep(x, word, threshold, scale_bits)
+    tl.store(out_ptr + row * out_row_stride + cols_in_tile, y, mask=in_bounds)
+
+
+@triton.jit(do_not_specialize=["seed", "threshold", "scale_bits"])
+def _dropout_strided_kernel(
+    x_ptr, out_ptr, seed, threshold, scale_bits, numel,
+    size1, size2, size3, stride0, stride1, stride2, stride3,
+    WIDE_INDEX: tl.constexpr, BLOCK: tl.constexpr,
+):
+    """Any 4-D strides: each element finds its own input offset and Philox word."""
+    pid = tl.program_id(0)
+    if WIDE_INDEX:
+        pid = pid.to(tl.int64)
+    index = pid * BLOCK + tl.arange(0, BLOCK)
+    in_bounds = index < numel
+    rest = index
+    i3 = rest % size3
+    rest = rest // size3
+    i2 = rest % size2
+    rest = rest // size2
+    i1 = rest % size1
+    i0 = rest // size1
+    x_offsets = i0 * stride0 + i1 * stride1 + i2 * stride2 + i3 * stride3
+
+    r0, r1, r2, r3 = tl.randint4x(seed, index // 4)
+    word = _pick_word(index % 4, r0, r1, r2, r3)
+    x = tl.load(x_ptr + x_offsets, mask=in_bounds)
+    y = _apply_keep(x, word, threshold, scale_bits)
+    tl.store(out_ptr + index, y, mask=in_bounds)
+
+
+ROWS_CONFIGS = [
+    triton.Config({"BLOCK": block}, num_warps=warps)
+    for block in (1024, 2048, 4096, 8192)
+    for warps in (4, 8)
+]
+_dropout_rows_autotuned = triton.autotune(configs=ROWS_CONFIGS, key=["rows", "cols", "x_row_stride"])(
+    _dropout_rows_kernel
+)
+# In place (out is x) each benchmarking launch would drop out x again: the autotuner restores it between runs.
+_dropout_rows_inplace_autotuned = triton.autotune(
+    configs=ROWS_CONFIGS, key=["rows", "cols", "x_row_stride"], restore_value=["out_ptr"]
+)(_dropout_rows_kernel)
+
+#: The strided kernel's launch on a GPU (it is the rare path, so not autotuned).
+STRIDED_CONFIG = triton.Config({"BLOCK": 1024}, num_warps=4)
+#: Under the CPU interpreter each program costs ~30 ms of Python, so few large blocks win.
+CPU_CONFIG = triton.Config({"BLOCK": 16384}, num_warps=4)
+
+
+def describe_config(config) -> str:
+    """A triton.Config as 'BLOCK=4096 num_warps=8', for the results CSV."""
+    if config is None:
+        return ""
+    parts = [f"{name}={value}" for name, value in sorted(config.kwargs.items())]
+    return " ".join(parts + [f"num_warps={config.num_warps}"])
+
+
+def chosen_config() -> str:
+    """The autotuner's choice for the last autotuned launch of the fast kernel ('' before any)."""
+    return describe_config(getattr(_dropout_rows_autotuned, "best_config", None))
+
+
+def chosen_inplace_config() -> str:
+    """The autotuner's choice for the last autotuned in-place launch of the fast kernel ('' before any)."""
+    return describe_config(getattr(_dropout_rows_inplace_autotuned, "best_config", None))
+
+
+def merge_dims(shape, strides):
+    """Merge neighbouring dims that are contiguous with each other; drop size-1 dims.
+
+    Returns (sizes, strides) of the fewest dims that address the same elements in
+    the same logical order.
+    """
+    merged = []
+    for size, stride in zip(shape, strides):
+        if size == 1:
+            continue
+        if merged and merged[-1][1] == size * stride:
+            merged[-1] = [merged[-1][0] * size, stride]
+        else:
+            merged.append([size, stride])
+    return [m[0] for m in merged] or [1], [m[1] for m in merged] or [1]
+
+
+def _launch_config(x: torch.Tensor, config):
+    """The explicit config to use, or None to let the autotuner choose (GPU only)."""
+    if config is not None:
+        return config
+    return CPU_CONFIG if x.device.type == "cpu" else None
+
+
+def _run_rows(x2d, out2d, seed, row_seeds, threshold, bits, stream_row_len, config):
+    rows, cols = x2d.shape
+    wide = x2d.numel() + rows * abs(x2d.stride(0)) > INT32_LIMIT
+    per_row = row_seeds is not None
+    args = (
+        x2d, out2d, row_seeds if per_row else x2d, 0 if per_row else seed, threshold, bits,
+        rows, cols, x2d.stride(0), out2d.stride(0), stream_row_len,
+    )
+    if config is None:
+        grid = lambda meta: (rows * triton.cdiv(cols, meta["BLOCK"]),)  # noqa: E731
+        in_place = out2d.data_ptr() == x2d.data_ptr()
+        autotuned = _dropout_rows_inplace_autotuned if in_place else _dropout_rows_autotuned
+        autotuned[grid](*args, PER_ROW_SEED=per_row, WIDE_INDEX=wide)
+    else:
+        grid = (rows * triton.cdiv(cols, config.kwargs["BLOCK"]),)
+        _dropout_rows_kernel[grid](
+            *args, PER_ROW_SEED=per_row, WIDE_INDEX=wide, num_warps=config.num_warps, **config.kwargs
+        )
+
+
+def _run_strided(x, out, seed, threshold, bits, config):
+    sizes, strides = merge_dims(x.shape, x.stride())
+    if len(sizes) > 4:
+        # Rare (5+ dims that no stride merges): documented copy to contiguous.
+        x = x.contiguous()
+        sizes, strides = [x.numel()], [1]
+    sizes = [1] * (4 - len(sizes)) + sizes
+    strides = [0] * (4 - len(strides)) + strides
+    numel = x.numel()
+    span = sum((size - 1) * abs(stride) for size, stride in zip(sizes, strides))
+    wide = max(numel, span) > INT32_LIMIT
+    config = config or STRIDED_CONFIG
+    grid = (triton.cdiv(numel, config.kwargs["BLOCK"]),)
+    _dropout_strided_kernel[grid](
+        x, out, seed, threshold, bits, numel, *sizes[1:], *strides,
+        WIDE_INDEX=wide, num_warps=config.num_warps, **config.kwargs,
+    )
+
+
+def _writes_through(x: torch.Tensor, out: torch.Tensor, row_seeds) -> bool:
+    """Whether the fast kernel can write into `out` directly: x takes it without a copy and out
+    has x's strides, so element e of x and of out sit at one offset (out may be x itself)."""
+    if out.shape != x.shape or out.dtype != x.dtype or out.stride() != x.stride():
+        return False
+    if x.is_contiguous():
+        return True
+    # Rows that do not overlap each other (stride(0) >= cols also rules out expanded rows).
+    rows_ok = x.dim() == 2 and x.stride(1) == 1 and x.stride(0) >= x.shape[1]
+    return rows_ok and (row_seeds is not None or x.shape[1] % 4 == 0)
+
+
+def seeded_dropout_forward(
+    x: torch.Tensor, p: float, seed: int, row_seeds=None, config=None, out=None
+) -> torch.Tensor:
+    """Launch the kernel for 0 < p < 1 (arguments already checked). Returns a new contiguous tensor.
+
+    `config` (a triton.Config with BLOCK) forces one launch configuration instead of autotuning:
+    tests use it to show that the mask does not depend on it.
+    `out` (optional, x's shape and dtype; x itself for in-place dropout) receives the result and
+    is returned. Where x takes the fast kernel and out has x's strides the kernel writes into it
+    directly; otherwise the result is computed into a new tensor and copied in (one more read
+    and write), and that copy raises PyTorch's error when out has overlapping elements.
+    """
+    if out is not None and not _writes_through(x, out, row_seeds):
+        return out.copy_(seeded_dropout_forward(x, p, seed, row_seeds, config))
+    if out is None:
+        out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    if x.numel() == 0:
+        return out
+    threshold, bits = keep_threshold(p), scale_bits(p)
+    config = _launch_config(x, config)
+    if row_seeds is not None:
+        if x.stride(1) != 1:
+            x = x.contiguous()  # per-row seeds with a non-unit column stride: documented copy
+        _run_rows(x, out, 0, row_seeds, threshold, bits, 0, config)
+    elif x.is_contiguous():
+        _run_rows(x.view(1, -1), out.view(1, -1), seed, None, threshold, bits, 0, config)
+    elif x.dim() == 2 and x.stride(1) == 1 and x.shape[1] % 4 == 0:
+        _run_rows(x, out, seed, None, threshold, bits, x.shape[1], config)
+    else:
+        _run_strided(x, out, seed, threshold, bits, config)
+    return out
+
+
+def drops_everything(p: float) -> bool:
+    """p so close to 1 that T(p) = 2**32: no 32-bit word can be kept."""
+    return keep_threshold(p) >= TWO_POW_32
+
+
+@torch.library.custom_op("dropbench::seeded_dropout", mutates_args=())
+def _seeded_dropout_op(x: torch.Tensor, p: float, seed: int, row_seeds: torch.Tensor | None) -> torch.Tensor:
+    return seeded_dropout_forward(x, p, seed, row_seeds)
+
+
+@_seeded_dropout_op.register_fake
+def _(x, p, seed, row_seeds):
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+
+
+class SeededDropoutFunction(torch.autograd.Function):
+    """Forward and backward are the same seeded kernel; only (p, seed) are kept."""
+
+    @staticmethod
+    def forward(ctx, x, p, seed, row_seeds):
+        ctx.p, ctx.seed = p, seed
+        if row_seeds is not None:
+            ctx.save_for_backward(row_seeds)  # one int64 per row, not input-sized
+        ctx.has_row_seeds = row_seeds is not None
+        if drops_everything(p):
+            return torch.zeros(x.shape, dtype=x.dtype, device=x.device)
+        return launch(_seeded_dropout_op, seeded_dropout_forward, x, p, seed, row_seeds)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        row_seeds = ctx.saved_tensors[0] if ctx.has_row_seeds else None
+        if drops_everything(ctx.p):
+            return torch.zeros_like(grad_out), None, None, None
+        grad_in = launch(_seeded_dropout_op, seeded_dropout_forward, grad_out, ctx.p, ctx.seed, row_seeds)
+        return grad_in, None, None, None
+
+
+def seeded_dropout(x: torch.Tensor, p: float, seed, training: bool = True) -> torch.Tensor:
+    """Element dropout whose mask is a pure function of (seed, element index, p).
+
+    seed: an int in [0, 2**64 - 1], or a 1-D int64 tensor with one seed per row of a
+    2-D x (row r uses seed[r]; e counts within the row). p = 0 or training=False
+    returns x itself; p = 1 returns zeros with zero gradients.
+    """
+    check_input(x)
+    p = check_p(p)
+    row_seeds = None
+    if isinstance(seed, torch.Tensor):
+        check_row_seeds(seed, x)
+        row_seeds, seed = seed, 0
+    else:
+        seed = as_int64_bits(check_seed(seed))
+    if not training or p == 0.0:
+        return x
+    return SeededDropoutFunction.apply(x, p, seed, row_seeds)

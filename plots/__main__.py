@@ -1,0 +1,46 @@
+"""dropbench-plot: every figure from one or more results CSVs, as PNG and SVG.
+
+    dropbench-plot results/h100.csv results/h200.csv --out figures/
+
+Bad input ends with a one-line message and exit status 1, not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from bench import schema
+from plots.load import ResultsError, load_results
+from plots.render import write_all
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="dropbench-plot",
+        description="Draw every dropbench figure from results CSVs (several CSVs: "
+                    "their runs share each figure).",
+    )
+    parser.add_argument("csv", nargs="+", help="results CSV(s) written by dropbench-sweep")
+    parser.add_argument("--out", required=True, help="folder for the figures (created if missing)")
+    parser.add_argument("--timer", choices=schema.TIMERS,
+                        help="plot only this timer (default: each timer present, separately)")
+    parser.add_argument("--quiet", action="store_true", help="do not list the files written")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        written = write_all(load_results(args.csv), args.out, timer=args.timer)
+    except (ResultsError, OSError) as exc:  # OSError: the output folder cannot be written
+        sys.exit(f"dropbench-plot: error: {exc}")
+    if not args.quiet:
+        for path in written:
+            print(path)
+    print(f"dropbench-plot: wrote {len(written)} files to {args.out}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

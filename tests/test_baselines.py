@@ -1,0 +1,53 @@
+"""The eager and torch.compile baselines, and the registry that names them."""
+
+import pytest
+import torch
+from helpers import keep_fraction_bound, random_input
+
+from baselines import compiled, eager
+from bench import registry
+
+
+def test_eager_dropout_keeps_the_right_fraction_and_scales(device, generator):
+    x = random_input((128, 256), torch.float32, device, generator)
+    y = eager.dropout(x, 0.3)
+    keep = y != 0
+    assert abs(keep.double().mean().item() - 0.7) < keep_fraction_bound(x.numel(), 0.3)
+    torch.testing.assert_close(y[keep], x[keep] / 0.7)
+
+
+def test_eager_variational_shares_the_mask_along_dim(device, generator):
+    x = random_input((6, 4, 32), torch.float32, device, generator)
+    keep = eager.variational_dropout(x, 0.5, dim=0) != 0
+    assert torch.equal(keep, keep[:1].expand_as(keep)), "eager variational mask not shared along dim"
+    assert 0 < keep[0].double().mean() < 1
+
+
+def test_compiled_baseline_really_compiles_without_graph_breaks(device, generator):
+    torch._dynamo.reset()
+    x = random_input((16, 64), torch.float32, device, generator)
+    before = compiled.compile_stats()
+    y = compiled.dropout(x, 0.5)
+    after = compiled.compile_stats()
+    assert after["unique_graphs"] == before["unique_graphs"] + 1, "torch.compile did not compile a graph"
+    assert after["graph_breaks"] == before["graph_breaks"]
+    keep = y != 0
+    torch.testing.assert_close(y[keep], x[keep] * 2)
+
+
+def test_compiled_baselines_raise_dynamo_limits_for_sweeps():
+    compiled.compiled(eager.dropout)
+    assert torch._dynamo.config.recompile_limit >= compiled.RECOMPILE_LIMIT
+
+
+def test_registry_has_the_design_backends():
+    assert registry.backends("dropout") == ["triton_seeded", "eager", "compile"]
+    assert registry.backends("variational") == ["triton_variational", "eager", "compile"]
+    assert registry.get("dropout", "triton_seeded").seeded
+    assert not registry.get("variational", "eager").seeded
+
+
+@pytest.mark.parametrize("op, backend, words", [("dropout4d", "eager", "unknown op"), ("dropout", "cuda", "unknown backend")])
+def test_registry_names_what_exists(op, backend, words):
+    with pytest.raises(ValueError, match=words):
+        registry.get(op, backend)

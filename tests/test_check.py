@@ -1,0 +1,181 @@
+"""bench.check: real implementations pass; planted bugs of the kinds compilers have shipped are caught."""
+
+import itertools
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from bench import check, registry
+from bench.registry import Implementation
+
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+P = 0.5
+SEED = 1234
+NUMEL = 16384  # small for the CPU; the 6-sigma bounds still separate bugs from chance
+
+
+def run_check(impl, dtype="fp32", p=P, dim=0):
+    torch.manual_seed(0)
+    return check.check(impl, dtype, p, DEVICE, SEED, dim, numel=NUMEL)
+
+
+def element_impl(mask_fn, backend="eager", seeded=False):
+    """An element dropout whose keep mask comes from mask_fn(x); backward reuses it (saved)."""
+    class Dropout(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, p):
+            keep = mask_fn(x, p)
+            ctx.save_for_backward(keep)
+            ctx.p = p
+            return x * keep / (1 - p)
+
+        @staticmethod
+        def backward(ctx, grad):
+            (keep,) = ctx.saved_tensors
+            return grad * keep / (1 - ctx.p), None
+
+    return Implementation("dropout", backend, lambda x, p, seed, dim: Dropout.apply(x, p), seeded)
+
+
+def bernoulli_keep(x, p):
+    return torch.rand(x.shape, device=x.device) >= p
+
+
+@pytest.mark.parametrize("op, backend", [("dropout", "eager"), ("variational", "eager"),
+                                         ("dropout", "triton_seeded"), ("variational", "triton_variational")])
+def test_real_implementations_pass(op, backend):
+    verdict = run_check(registry.get(op, backend))
+    assert verdict.ok, f"{op}/{backend} failed its check: {verdict.reason}"
+
+
+def test_variational_shared_along_the_other_dim_passes():
+    verdict = run_check(registry.get("variational", "eager"), dim=1)
+    assert verdict.ok, verdict.reason
+
+
+@pytest.mark.parametrize("p", [0.1, 0.9])
+def test_eager_passes_at_other_p(p):
+    verdict = run_check(registry.get("dropout", "eager"), p=p)
+    assert verdict.ok, verdict.reason
+
+
+def test_wrong_p_is_incorrect():
+    impl = Implementation("dropout", "eager", lambda x, p, seed, dim: F.dropout(x, 0.3, training=True), False)
+    verdict = run_check(impl)
+    assert verdict.status == "incorrect" and "keep fraction" in verdict.reason, verdict
+
+
+def test_unscaled_values_are_incorrect():
+    impl = element_impl(bernoulli_keep)
+    wrong_scale = Implementation("dropout", "eager", lambda x, p, seed, dim: impl(x, p, seed, dim) * (1 - p), False)
+    verdict = run_check(wrong_scale)
+    assert verdict.status == "incorrect" and "x / (1 - p)" in verdict.reason, verdict
+
+
+def test_groups_of_four_sharing_one_decision_are_incorrect():
+    def grouped_keep(x, p):  # the inductor bug: one decision for 4 adjacent elements
+        rows, cols = x.shape
+        return (torch.rand(rows, cols // 4, device=x.device) >= p).repeat_interleave(4, dim=1)
+
+    verdict = run_check(element_impl(grouped_keep))
+    assert verdict.status == "incorrect", "groups of 4 sharing a mask were not caught"
+    assert "correlated" in verdict.reason or "groups of 4" in verdict.reason, verdict.reason
+
+
+def test_a_bug_on_transposed_contiguous_input_only_is_caught_and_named():
+    def keep(x, p):  # correct on contiguous input, one mask for every row otherwise
+        if x.is_contiguous():
+            return bernoulli_keep(x, p)
+        return (torch.rand(1, x.shape[1], device=x.device) >= p).expand(x.shape)
+
+    verdict = run_check(element_impl(keep))
+    assert verdict.status == "incorrect" and "transposed-contiguous" in verdict.reason, verdict
+
+
+def test_backward_with_another_mask_is_incorrect():
+    def forward_only(x, p, seed, dim):
+        class Dropout(torch.autograd.Function):
+            @staticmethod
+            def forward(ctx, x):
+                return x * bernoulli_keep(x, p) / (1 - p)
+
+            @staticmethod
+            def backward(ctx, grad):  # draws a fresh mask: the bug
+                return grad * bernoulli_keep(grad, p) / (1 - p)
+
+        return Dropout.apply(x)
+
+    verdict = run_check(Implementation("dropout", "eager", forward_only, False))
+    assert verdict.status == "incorrect" and "backward" in verdict.reason, verdict
+
+
+def test_a_different_mask_under_checkpointing_is_incorrect():
+    calls = itertools.count()
+
+    def keep(x, p):  # not driven by torch's RNG state, so the recompute draws another mask
+        generator = torch.Generator().manual_seed(next(calls))
+        return (torch.rand(x.shape, generator=generator) >= p).to(x.device)
+
+    verdict = run_check(element_impl(keep))
+    assert verdict.status == "incorrect" and "checkpointing" in verdict.reason, verdict
+
+
+def test_seeded_backend_off_the_reference_is_incorrect():
+    triton_seeded = registry.get("dropout", "triton_seeded")
+    off_by_one = Implementation("dropout", "triton_seeded",
+                                lambda x, p, seed, dim: triton_seeded(x, p, seed + 1, dim), True)
+    verdict = run_check(off_by_one)
+    assert verdict.status == "incorrect" and "kernels.reference" in verdict.reason, verdict
+
+
+def test_variational_mask_that_varies_along_dim_is_incorrect():
+    eager_dropout = registry.get("dropout", "eager")
+    unshared = Implementation("variational", "eager", lambda x, p, seed, dim: eager_dropout(x, p, seed, dim), False)
+    verdict = run_check(unshared)
+    assert verdict.status == "incorrect" and "not identical along dim" in verdict.reason, verdict
+
+
+def test_wrong_output_shape_is_incorrect():
+    impl = Implementation("dropout", "eager", lambda x, p, seed, dim: F.dropout(x, p).flatten(), False)
+    verdict = run_check(impl)
+    assert verdict.status == "incorrect" and "output is" in verdict.reason, verdict
+
+
+def test_a_crash_propagates_to_the_caller():
+    def crash(x, p, seed, dim):
+        raise RuntimeError("kernel exploded")
+
+    with pytest.raises(RuntimeError, match="kernel exploded"):
+        run_check(Implementation("dropout", "eager", crash, False))
+
+
+@pytest.mark.parametrize("p", [0.1, 0.5, 0.9])
+def test_mask_statistics_accept_independent_decisions(p):
+    generator = torch.Generator().manual_seed(7)
+    keep = torch.rand(256, 256, generator=generator) >= p
+    assert check.mask_problem(keep, p) is None
+
+
+def test_mask_statistics_reject_rows_sharing_a_mask():
+    generator = torch.Generator().manual_seed(7)
+    keep = (torch.rand(128, 256, generator=generator) >= 0.5).repeat_interleave(2, dim=0)  # rows in pairs
+    assert "adjacent rows" in check.mask_problem(keep, 0.5)
+
+
+def test_mask_statistics_accept_p_zero_and_one():
+    assert check.mask_problem(torch.ones(64, 64, dtype=torch.bool), 0.0) is None
+    assert check.mask_problem(torch.zeros(64, 64, dtype=torch.bool), 1.0) is None
+
+
+@pytest.mark.parametrize("op, dim", [("dropout", 0), ("variational", 0), ("variational", 1)])
+def test_check_shape_is_big_enough_and_in_whole_groups_of_four(op, dim):
+    rows, cols = check.check_shape(op, 65536, dim)
+    assert rows * cols >= 65536 and rows % 4 == 0 and cols % 4 == 0
+    if op == "variational":
+        assert (rows, cols)[1 - dim] >= 4096, "the mask itself needs enough elements for the statistics"
+
+
+def test_random_inputs_are_never_zero():
+    x = check.random_nonzero((256, 256), torch.float16, "cpu")
+    assert (x != 0).all() and x.abs().min() >= 0.5

@@ -1,0 +1,236 @@
+"""plots: every figure is written as PNG and SVG from synthetic CSVs; bad input is named."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bench import schema
+from plots import figures
+from plots.__main__ import main
+from plots.load import load_results
+from plots.render import KINDS, facets, save
+
+SIZES = [2**10, 2**12, 2**14, 2**16]
+COLS = 1024
+P = 0.1
+#: The one row that failed its correctness check; it must show as a gap.
+BAD = {"op": "dropout", "backend": "triton_seeded", "dtype": "fp16", "direction": "fwd",
+       "rows": 2**14}
+#: Fraction of copy throughput each backend reaches, roughly as on a GPU.
+FRACTION = {"triton_seeded": 0.9, "triton_variational": 0.85, "eager": 0.45, "compile": 0.7}
+BACKENDS_OF = {"dropout": ["triton_seeded", "eager", "compile"],
+               "variational": ["triton_variational", "eager", "compile"]}
+PNG_MAGIC = b"\x89PNG"
+
+
+def make_results(device="NVIDIA H100 80GB HBM3", ops=("dropout", "variational"),
+                 dtypes=("fp16", "fp32"), timers=("do_bench",), seed=0) -> pd.DataFrame:
+    """A results table with every schema column: copy rows, backends, directions, one failure."""
+    rng = np.random.default_rng(seed)
+    records = []
+
+    def record(op, backend, dtype, rows, direction, timer, fraction):
+        numel = rows * COLS
+        passes = schema.PASSES[direction]
+        useful_bytes = 2 * numel * schema.DTYPE_BYTES[dtype] * passes
+        copy_gbps = 3000 * rows / (rows + 2**12)
+        gbps = copy_gbps * fraction * rng.uniform(0.95, 1.05)
+        ms = useful_bytes / (gbps * 1e6)
+        failed = all(dict(op=op, backend=backend, dtype=dtype, rows=rows,
+                          direction=direction).get(key) == value for key, value in BAD.items())
+        records.append({
+            "op": op, "backend": backend, "dtype": dtype, "rows": rows, "cols": COLS,
+            "numel": numel, "p": P, "direction": direction, "timer": timer,
+            "ms_median": ms, "ms_p20": ms * 0.97, "ms_p80": ms * 1.05,
+            # A failed row keeps a zero throughput, the trap a plot must not fall into.
+            "gbps": 0.0 if failed else gbps,
+            "pct_of_copy": 100 * fraction, "speedup_vs_eager": fraction / FRACTION["eager"],
+            "saved_bytes": 0 if backend.startswith("triton") or backend == "copy" else numel,
+            "peak_bytes": 3 * numel * schema.DTYPE_BYTES[dtype],
+            "config": "BLOCK=1024" if backend.startswith("triton") else "",
+            "status": "incorrect" if failed else "ok",
+            "error": "max abs diff 0.5" if failed else "",
+            "device": device, "sm_count": 132, "torch": "2.11.0", "triton": "3.6.0",
+            "cuda": "12.8", "commit": "abc1234", "host": "gpu-1",
+            "timestamp": "2025-01-01T00:00:00Z", "run_id": f"run-{seed}",
+        })
+
+    for timer in timers:
+        for dtype in dtypes:
+            for rows in SIZES:
+                record("copy", "copy", dtype, rows, "fwd", timer, 1.0)
+                for op in ops:
+                    for backend in BACKENDS_OF[op]:
+                        for direction in schema.DIRECTIONS:
+                            record(op, backend, dtype, rows, direction, timer, FRACTION[backend])
+    return pd.DataFrame.from_records(records, columns=schema.COLUMNS)
+
+
+def write_csv(path: Path, **kwargs) -> Path:
+    make_results(**kwargs).to_csv(path, index=False)
+    return path
+
+
+def expected_files(ops, dtypes, timers) -> set[str]:
+    return {f"{kind}-{op}-{dtype}-p{P:g}-cols{COLS}-{timer}.{fmt}"
+            for kind in KINDS for op in ops for dtype in dtypes for timer in timers
+            for fmt in ("png", "svg")}
+
+
+def assert_figures(out: Path, expected: set[str]) -> None:
+    written = {path.name for path in out.iterdir()}
+    assert written == expected, (f"missing {sorted(expected - written)}, "
+                                 f"unexpected {sorted(written - expected)}")
+    for name in expected:
+        data = (out / name).read_bytes()
+        assert len(data) > 1000, f"{name} is only {len(data)} bytes"
+        if name.endswith(".png"):
+            assert data.startswith(PNG_MAGIC), f"{name} is not a PNG"
+        else:
+            assert b"<svg" in data[:2000], f"{name} is not an SVG"
+
+
+def throughput_figure(csvs: list[Path]):
+    """The fp16 dropout throughput figure, drawn in memory, for looking at its parts."""
+    results = load_results(csvs)
+    facet = next(f for f in facets(results) if (f.op, f.dtype) == ("dropout", "fp16"))
+    rows, copy = facet.select(results)
+    return figures.throughput(rows, copy, figures.Style.from_results(results), facet.title(["d"]))
+
+
+def test_cli_writes_png_and_svg_of_every_figure(tmp_path, capsys):
+    csv = write_csv(tmp_path / "h100.csv")
+    assert main([str(csv), "--out", str(tmp_path / "figs")]) == 0
+    assert_figures(tmp_path / "figs",
+                   expected_files(["dropout", "variational"], ["fp16", "fp32"], ["do_bench"]))
+    listed = capsys.readouterr().out.split()
+    assert len(listed) == 32, f"the CLI should list the 32 files it wrote, listed {len(listed)}"
+
+
+def test_two_csvs_share_each_figure_labelled_by_device(tmp_path):
+    h100 = write_csv(tmp_path / "a.csv", device="NVIDIA H100", ops=("dropout",), dtypes=("fp16",))
+    h200 = write_csv(tmp_path / "b.csv", device="NVIDIA H200", ops=("dropout",), dtypes=("fp16",),
+                     seed=1)
+    assert main([str(h100), str(h200), "--out", str(tmp_path / "figs"), "--quiet"]) == 0
+    assert_figures(tmp_path / "figs", expected_files(["dropout"], ["fp16"], ["do_bench"]))
+
+    legend = [text.get_text() for text in throughput_figure([h100, h200]).legends[0].get_texts()]
+    assert {"NVIDIA H100", "NVIDIA H200", "triton_seeded", "copy (roofline)"} <= set(legend), legend
+
+
+def test_runs_on_one_device_are_labelled_by_file_stem(tmp_path):
+    before = write_csv(tmp_path / "before.csv", ops=("dropout",), dtypes=("fp16",))
+    after = write_csv(tmp_path / "after.csv", ops=("dropout",), dtypes=("fp16",), seed=1)
+    runs = list(pd.unique(load_results([before, after])["run"]))
+    assert runs == ["before", "after"], f"runs on one device should be named by file, got {runs}"
+
+
+def test_row_that_is_not_ok_is_a_gap_and_a_marker_not_a_zero(tmp_path):
+    csv = write_csv(tmp_path / "h100.csv", ops=("dropout",), dtypes=("fp16",))
+    fwd_axis = throughput_figure([csv]).axes[0]
+    assert fwd_axis.get_title() == "fwd"
+    seeded = [line for line in fwd_axis.get_lines()
+              if line.get_color() == figures.COLORS["triton_seeded"]]
+    data_line = next(line for line in seeded if line.get_transform() == fwd_axis.transData)
+    x, y = np.asarray(data_line.get_xdata()), np.asarray(data_line.get_ydata())
+    assert np.isnan(y[x == BAD["rows"]]).all(), f"status incorrect plotted at {y[x == BAD['rows']]}"
+    assert np.isfinite(y[x != BAD["rows"]]).all(), "ok rows should all be drawn"
+    markers = [line for line in seeded if line.get_marker() == "x"]
+    assert markers and list(markers[0].get_xdata()) == [BAD["rows"]], "no 'x' at the failed size"
+
+
+def test_each_timer_gets_its_own_figures(tmp_path):
+    csv = write_csv(tmp_path / "h100.csv", ops=("dropout",), dtypes=("fp16",),
+                    timers=("do_bench", "cudagraph"))
+    results = load_results([csv])
+    stems = {facet.stem(kind) + ".png" for facet in facets(results) for kind in KINDS}
+    assert stems == {name for name in expected_files(["dropout"], ["fp16"], ["do_bench", "cudagraph"])
+                     if name.endswith(".png")}
+    for facet in facets(results):
+        rows, copy = facet.select(results)
+        timers = set(rows["timer"]) | set(copy["timer"])
+        assert timers == {facet.timer}, f"{facet} mixes timers {timers}"
+
+
+def test_timer_option_plots_only_that_timer(tmp_path):
+    csv = write_csv(tmp_path / "h100.csv", ops=("dropout",), dtypes=("fp16",),
+                    timers=("do_bench", "cudagraph"))
+    assert main([str(csv), "--out", str(tmp_path / "figs"), "--timer", "cudagraph", "--quiet"]) == 0
+    assert_figures(tmp_path / "figs", expected_files(["dropout"], ["fp16"], ["cudagraph"]))
+
+
+def test_saving_twice_writes_identical_files(tmp_path):
+    csv = write_csv(tmp_path / "h100.csv", ops=("dropout",), dtypes=("fp16",))
+    first, second = (save(throughput_figure([csv]), tmp_path / name) for name in ("a", "b"))
+    for one, other in zip(first, second):
+        assert one.read_bytes() == other.read_bytes(), f"{one.name} and {other.name} differ"
+
+
+def csv_missing_gbps(path: Path) -> None:
+    make_results(ops=("dropout",), dtypes=("fp16",)).drop(columns="gbps").to_csv(path, index=False)
+
+
+def csv_with_unknown_op(path: Path) -> None:
+    results = make_results(ops=("dropout",), dtypes=("fp16",))
+    results.loc[3, "op"] = "dropconnect"
+    results.to_csv(path, index=False)
+
+
+def csv_with_copy_backend_for_dropout(path: Path) -> None:
+    results = make_results(ops=("dropout",), dtypes=("fp16",))
+    results.loc[1, "backend"] = "copy"
+    results.to_csv(path, index=False)
+
+
+def csv_header_only(path: Path) -> None:
+    make_results().iloc[:0].to_csv(path, index=False)
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (None, "no such file"),
+    (lambda path: path.write_text(""), "empty CSV (no header, no rows)"),
+    (csv_header_only, "empty CSV (a header but no rows)"),
+    (csv_missing_gbps, "missing column(s) gbps"),
+    (csv_with_unknown_op,
+     "unknown op 'dropconnect' on line 5; allowed: dropout, variational, copy"),
+    (csv_with_copy_backend_for_dropout,
+     "line 3 has op dropout with backend copy; op copy goes with backend copy only"),
+], ids=["missing-file", "empty", "header-only", "missing-column", "unknown-op", "copy-backend"])
+def test_bad_input_is_one_line_naming_the_problem(tmp_path, make, message):
+    csv = tmp_path / "results.csv"
+    if make is not None:
+        make(csv)
+    with pytest.raises(ValueError) as raised:
+        load_results([csv])
+    assert str(raised.value) == f"{csv}: {message}"
+
+    with pytest.raises(SystemExit) as exited:
+        main([str(csv), "--out", str(tmp_path / "figs")])
+    assert exited.value.code == f"dropbench-plot: error: {csv}: {message}"
+    assert not (tmp_path / "figs").exists(), "nothing should be written from bad input"
+
+
+def test_file_without_timer_column_loads_as_one_unknown_timer(tmp_path):
+    csv = tmp_path / "old.csv"
+    make_results(ops=("dropout",), dtypes=("fp16",)).drop(columns="timer").to_csv(csv, index=False)
+    assert set(load_results([csv])["timer"]) == {"unknown"}
+
+
+def test_timer_absent_from_the_csvs_is_named(tmp_path):
+    csv = write_csv(tmp_path / "h100.csv", ops=("dropout",), dtypes=("fp16",))
+    with pytest.raises(SystemExit) as exited:
+        main([str(csv), "--out", str(tmp_path / "figs"), "--timer", "cpu"])
+    assert exited.value.code == "dropbench-plot: error: no rows with timer cpu; the CSVs have: do_bench"
+
+
+def test_plots_never_import_torch():
+    code = "import sys, plots.__main__; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parents[1], check=True)
+    assert result.stdout.strip() == "False", "plots must run on machines without torch"

@@ -1,0 +1,55 @@
+"""The CPU reference of the mask contract: Philox itself, the word order, the threshold."""
+
+import torch
+
+from kernels import reference
+from kernels.contract import keep_threshold
+
+
+def test_philox_matches_random123_known_answer():
+    # Random123's kat_vectors: philox4x32_10, key (0, 0), counter (0, 0, 0, 0).
+    words = [int(w) for w in reference.philox4x32(0, torch.tensor([0]))]
+    assert words == [0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8]
+
+
+def test_counter_high_word_and_seed_high_word_matter():
+    low = reference.philox4x32(0, torch.tensor([1]))
+    high = reference.philox4x32(0, torch.tensor([1 + 2**32]))
+    assert [int(w) for w in low] != [int(w) for w in high], "counter bits above 32 are ignored"
+    seed_low = reference.philox4x32(5, torch.tensor([1]))
+    seed_high = reference.philox4x32(5 + 2**40, torch.tensor([1]))
+    assert [int(w) for w in seed_low] != [int(w) for w in seed_high], "seed bits above 32 are ignored"
+
+
+def test_random_words_take_word_e_mod_4_of_counter_e_div_4():
+    words = reference.random_words(seed=7, numel=12)
+    for counter in range(3):
+        expected = [int(w) for w in reference.philox4x32(7, torch.tensor([counter]))]
+        assert words[4 * counter: 4 * counter + 4].tolist() == expected
+
+
+def test_seed_at_or_above_2_pow_63_is_its_64_bit_pattern():
+    as_int = reference.random_words(seed=2**64 - 1, numel=8)
+    as_tensor = reference.random_words(seed=torch.tensor(-1), numel=8)
+    assert torch.equal(as_int, as_tensor)
+
+
+def test_threshold_is_round_p_times_2_pow_32():
+    assert keep_threshold(0.5) == 2**31
+    assert keep_threshold(0.0) == 0
+    assert keep_threshold(1.0) == 2**32
+    assert keep_threshold(0.1) == round(0.1 * 2**32)
+
+
+def test_per_row_keep_mask_counts_within_each_row():
+    seeds = torch.tensor([3, 9, 3])
+    mask = reference.keep_mask((3, 10), 0.5, seeds)
+    assert torch.equal(mask[0], reference.keep_mask((10,), 0.5, 3))
+    assert torch.equal(mask[1], reference.keep_mask((10,), 0.5, 9))
+    assert torch.equal(mask[0], mask[2]), "rows with the same seed must share a mask"
+
+
+def test_variational_mask_is_element_mask_of_reduced_shape():
+    mask = reference.variational_keep_mask((4, 6, 5), 0.3, seed=11, dim=1)
+    assert mask.shape == (4, 1, 5)
+    assert torch.equal(mask, reference.keep_mask((4, 1, 5), 0.3, 11))
