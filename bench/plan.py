@@ -71,12 +71,26 @@ def pairs(ops: list[str], backends: list[str]) -> list[tuple[str, str]]:
 
 
 def timers_for(device: str, rows: int, timing) -> tuple[str, ...]:
-    """cpu on the CPU; do_bench on a GPU, plus cudagraph where launch overhead dominates."""
+    """cpu on the CPU; on a GPU do_bench from do_bench_min_rows up, cudagraph up to cudagraph_max_rows.
+
+    do_bench times from the host, so a small shape measures Python launch overhead as much
+    as GPU work; the CUDA-graph timer measures the GPU work alone. A shape neither covers
+    is a configuration error, not a silently empty row.
+    """
     if device == "cpu":
         return ("cpu",)
+    timers = []
+    if rows >= int(timing.get("do_bench_min_rows", 1)):
+        timers.append("do_bench")
     if rows <= int(timing.cudagraph_max_rows):
-        return ("do_bench", "cudagraph")
-    return ("do_bench",)
+        timers.append("cudagraph")
+    if not timers:
+        raise ValueError(
+            f"rows={rows} gets no timer: timing.do_bench_min_rows={timing.do_bench_min_rows} and "
+            f"timing.cudagraph_max_rows={timing.cudagraph_max_rows}; every shape needs "
+            "rows >= do_bench_min_rows or rows <= cudagraph_max_rows"
+        )
+    return tuple(timers)
 
 
 def expand(cfg, device: str) -> list[Point]:

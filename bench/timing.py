@@ -19,6 +19,9 @@ from typing import Callable
 import torch
 
 GRAPH_WARMUP_CALLS = 3
+#: Untimed (flush, replay) rounds before the timed ones: after the host-bound capture the
+#: GPU has idled and its clocks are down; timing straight away mixed slow and fast replays.
+GRAPH_WARMUP_REPLAYS = 20
 
 
 @dataclass(frozen=True)
@@ -71,6 +74,9 @@ def cuda_graph(build, reps: int, flush_bytes: int, quantiles: list[float]) -> Ti
     with torch.cuda.graph(graph, stream=side):
         fn()
     flush = torch.empty(flush_bytes, dtype=torch.int8, device="cuda")
+    for _ in range(GRAPH_WARMUP_REPLAYS):
+        flush.zero_()
+        graph.replay()
     starts = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
     ends = [torch.cuda.Event(enable_timing=True) for _ in range(reps)]
     for start, end in zip(starts, ends):

@@ -115,3 +115,15 @@ def test_every_option_composes(group):
 def test_bad_values_are_named(override, words):
     with pytest.raises(ValueError, match=words):
         plan.expand(composed(override), "cpu")
+
+
+def test_ci_preset_times_small_shapes_with_cuda_graphs_only():
+    points = [point for point in plan.expand(composed("+preset=ci"), "cuda") if point.op == "dropout"]
+    timers = {point.rows: point.timers for point in points}
+    assert timers[1] == timers[64] == timers[1024] == ("cudagraph",), "small shapes must not gate on do_bench"
+    assert timers[8192] == ("do_bench",)
+
+
+def test_a_shape_without_a_timer_is_refused_by_name():
+    with pytest.raises(ValueError, match="rows=64 gets no timer"):
+        plan.expand(composed("timing.do_bench_min_rows=1024", "timing.cudagraph_max_rows=16", "shape.rows=[64]"), "cuda")
