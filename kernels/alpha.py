@@ -33,7 +33,6 @@ channels-last input of the feature form).
 """
 
 import math
-import struct
 
 import torch
 import triton
@@ -41,9 +40,19 @@ import triton.language as tl
 
 from kernels import variational
 from kernels.channel import FEATURE_RANK_MESSAGE, channel_view
-from kernels.contract import as_int64_bits, check_input, check_p, check_seed, keep_threshold
+from kernels.contract import as_int64_bits, check_input, check_p, check_seed, float64_bits, keep_threshold
 from kernels.dispatch import launch
-from kernels.seeded import CPU_CONFIG, INT32_LIMIT, ROWS_CONFIGS, _pick_word, describe_config, drops_everything
+from kernels.seeded import (
+    CPU_CONFIG,
+    INT32_LIMIT,
+    ROWS_CONFIGS,
+    _element_words,
+    _rows_tile,
+    _rows_tile_words,
+    describe_config,
+    drops_everything,
+)
+from kernels.variational import _locked_tile
 
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
@@ -56,11 +65,6 @@ def alpha_constants(p: float) -> tuple[float, float, float]:
     a = 1.0 / math.sqrt((ALPHA_PRIME * ALPHA_PRIME * p + 1.0) * (1.0 - p))
     b = -a * ALPHA_PRIME * p
     return a, b, a * ALPHA_PRIME + b
-
-
-def _bits(value: float) -> int:
-    """A float64's bits as a signed 64-bit int (Triton would round a Python float to fp32)."""
-    return struct.unpack("<q", struct.pack("<d", value))[0]
 
 
 @triton.jit
@@ -88,19 +92,9 @@ def _alpha_rows_kernel(
     pid = tl.program_id(0)
     if WIDE_INDEX:
         pid = pid.to(tl.int64)
-    blocks_per_row = tl.cdiv(cols, BLOCK)
-    row = pid // blocks_per_row
-    col_start = (pid % blocks_per_row) * BLOCK
-    groups = tl.arange(0, BLOCK // 4)
-    lanes = tl.arange(0, 4)
-    cols_in_tile = col_start + groups[:, None] * 4 + lanes[None, :]
-    in_bounds = cols_in_tile < cols
-
-    # counter = e div 4; col_start and stream_row_len are multiples of 4, so a tile row is
-    # exactly one counter whatever BLOCK is: the same words seeded_dropout draws.
-    counters = (row * stream_row_len + col_start) // 4 + groups
-    r0, r1, r2, r3 = tl.randint4x(seed, counters)
-    word = _pick_word(lanes[None, :], r0[:, None], r1[:, None], r2[:, None], r3[:, None])
+    row, col_start, cols_in_tile, in_bounds = _rows_tile(pid, cols, BLOCK)
+    # The same words seeded_dropout draws for these elements.
+    word = _rows_tile_words(seed, (row * stream_row_len + col_start) // 4, BLOCK)
 
     x = tl.load(x_ptr + row * x_row_stride + cols_in_tile, mask=in_bounds)
     y = _apply_alpha(x, word, threshold, a_bits, b_bits, dropped_bits)
@@ -119,19 +113,8 @@ def _alpha_locked_kernel(
     pid = tl.program_id(0)
     if WIDE_INDEX:
         pid = pid.to(tl.int64)
-    m_blocks = tl.cdiv(M, BLOCK_M)
-    d_blocks = tl.cdiv(D, BLOCK_D)
-    m_block = pid % m_blocks
-    d_block = (pid // m_blocks) % d_blocks
-    o = pid // (m_blocks * d_blocks)
-
-    m = m_block * BLOCK_M + tl.arange(0, BLOCK_M)
-    d = d_block * BLOCK_D + tl.arange(0, BLOCK_D)
-    mask_index = o * M + m
-    r0, r1, r2, r3 = tl.randint4x(seed, mask_index // 4)
-    word = _pick_word(mask_index % 4, r0, r1, r2, r3)
-
-    in_bounds = (d[:, None] < D) & (m[None, :] < M)
+    o, d, m, in_bounds = _locked_tile(pid, D, M, BLOCK_D, BLOCK_M)
+    word = _element_words(seed, o * M + m)
     x_offsets = o * x_stride_outer + d[:, None] * x_stride_d + m[None, :] * x_stride_m
     x = tl.load(x_ptr + x_offsets, mask=in_bounds)
     y = _apply_alpha(x, word[None, :], threshold, a_bits, b_bits, dropped_bits)
@@ -160,7 +143,7 @@ def chosen_feature_config() -> str:
 def _map_bits(p: float, grad: bool) -> tuple[int, int, int]:
     """Bits of (A, B, dropped): the forward map, or for the gradient (A, 0, 0)."""
     a, b, dropped = alpha_constants(p)
-    return (_bits(a), 0, 0) if grad else (_bits(a), _bits(b), _bits(dropped))
+    return (float64_bits(a), 0, 0) if grad else (float64_bits(a), float64_bits(b), float64_bits(dropped))
 
 
 def alpha_dropout_forward(x: torch.Tensor, p: float, seed: int, grad: bool = False, config=None) -> torch.Tensor:

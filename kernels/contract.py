@@ -32,13 +32,18 @@ def keep_threshold(p: float) -> int:
     return round(p * TWO_POW_32)
 
 
-def scale_bits(p: float) -> int:
-    """The bits of 1 / (1 - p) as a float64, as a signed 64-bit int.
+def float64_bits(value: float) -> int:
+    """A float64's bits as a signed 64-bit int.
 
-    Triton passes Python floats as fp32, which would round the fp64 kernels' scale;
+    Triton passes Python floats as fp32, which would round the fp64 kernels' constants;
     the bits travel as an int64 and are bitcast back inside the kernel.
     """
-    return struct.unpack("<q", struct.pack("<d", 1.0 / (1.0 - p)))[0]
+    return struct.unpack("<q", struct.pack("<d", value))[0]
+
+
+def scale_bits(p: float) -> int:
+    """float64_bits of the kept elements' scale 1 / (1 - p)."""
+    return float64_bits(1.0 / (1.0 - p))
 
 
 def check_p(p) -> float:

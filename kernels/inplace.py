@@ -82,7 +82,8 @@ def dropout_(x: torch.Tensor, p: float, seed: int, training: bool = True) -> tor
     if not training or p == 0.0:
         return x
     if not (torch.is_grad_enabled() and x.requires_grad):
-        launch(_seeded_dropout_inplace_op, _seeded_dropout_inplace, x, p, seed)  # nothing to record: no autograd.Function needed
+        # Nothing for autograd to record: no autograd.Function needed.
+        launch(_seeded_dropout_inplace_op, _seeded_dropout_inplace, x, p, seed)
         return x
     _refuse_leaf(x)
     return SeededDropoutInplaceFunction.apply(x, p, seed)

@@ -44,6 +44,35 @@ def _pick_word(lane, r0, r1, r2, r3):
 
 
 @triton.jit
+def _element_words(seed, index):
+    """R(e) for each logical index e: word e mod 4 of Philox(seed, e div 4), one call per element."""
+    r0, r1, r2, r3 = tl.randint4x(seed, index // 4)
+    return _pick_word(index % 4, r0, r1, r2, r3)
+
+
+@triton.jit
+def _rows_tile(pid, cols, BLOCK: tl.constexpr):
+    """Program pid's (row, first column, [BLOCK/4, 4] tile of columns, in-bounds mask)."""
+    blocks_per_row = tl.cdiv(cols, BLOCK)
+    row = pid // blocks_per_row
+    col_start = (pid % blocks_per_row) * BLOCK
+    cols_in_tile = col_start + tl.arange(0, BLOCK // 4)[:, None] * 4 + tl.arange(0, 4)[None, :]
+    return row, col_start, cols_in_tile, cols_in_tile < cols
+
+
+@triton.jit
+def _rows_tile_words(key, first_counter, BLOCK: tl.constexpr):
+    """The [BLOCK/4, 4] tile of words whose row i is the four words of counter first_counter + i.
+
+    One Philox call per four elements; as first_counter = (first element) div 4 with the
+    first element a multiple of 4, element e gets word e mod 4 of counter e div 4 whatever BLOCK is.
+    """
+    r0, r1, r2, r3 = tl.randint4x(key, first_counter + tl.arange(0, BLOCK // 4))
+    lanes = tl.arange(0, 4)[None, :]
+    return _pick_word(lanes, r0[:, None], r1[:, None], r2[:, None], r3[:, None])
+
+
+@triton.jit
 def _apply_keep(x, word, threshold, scale_bits):
     """x * scale where word >= threshold, else exactly 0, computed in fp32 (fp64 for fp64)."""
     keep = word.to(tl.uint32, bitcast=True) >= threshold.to(tl.uint32)
@@ -65,23 +94,13 @@ def _dropout_rows_kernel(
     pid = tl.program_id(0)
     if WIDE_INDEX:
         pid = pid.to(tl.int64)
-    blocks_per_row = tl.cdiv(cols, BLOCK)
-    row = pid // blocks_per_row
-    col_start = (pid % blocks_per_row) * BLOCK
-    groups = tl.arange(0, BLOCK // 4)
-    lanes = tl.arange(0, 4)
-    cols_in_tile = col_start + groups[:, None] * 4 + lanes[None, :]
-    in_bounds = cols_in_tile < cols
-
+    row, col_start, cols_in_tile, in_bounds = _rows_tile(pid, cols, BLOCK)
     if PER_ROW_SEED:
         key = tl.load(row_seeds_ptr + row)
     else:
         key = seed
-    # counter = e div 4; col_start and stream_row_len are multiples of 4, so a
-    # tile row is exactly one counter whatever BLOCK is.
-    counters = (row * stream_row_len + col_start) // 4 + groups
-    r0, r1, r2, r3 = tl.randint4x(key, counters)
-    word = _pick_word(lanes[None, :], r0[:, None], r1[:, None], r2[:, None], r3[:, None])
+    # col_start and stream_row_len are multiples of 4, so the tile starts a counter.
+    word = _rows_tile_words(key, (row * stream_row_len + col_start) // 4, BLOCK)
 
     x = tl.load(x_ptr + row * x_row_stride + cols_in_tile, mask=in_bounds)
     y = _apply_keep(x, word, threshold, scale_bits)
@@ -109,8 +128,7 @@ def _dropout_strided_kernel(
     i0 = rest // size1
     x_offsets = i0 * stride0 + i1 * stride1 + i2 * stride2 + i3 * stride3
 
-    r0, r1, r2, r3 = tl.randint4x(seed, index // 4)
-    word = _pick_word(index % 4, r0, r1, r2, r3)
+    word = _element_words(seed, index)
     x = tl.load(x_ptr + x_offsets, mask=in_bounds)
     y = _apply_keep(x, word, threshold, scale_bits)
     tl.store(out_ptr + index, y, mask=in_bounds)

@@ -28,7 +28,26 @@ from kernels.contract import (
     scale_bits,
 )
 from kernels.dispatch import launch
-from kernels.seeded import INT32_LIMIT, _apply_keep, _pick_word, describe_config, drops_everything, merge_dims
+from kernels.seeded import (
+    INT32_LIMIT,
+    _apply_keep,
+    _element_words,
+    describe_config,
+    drops_everything,
+    merge_dims,
+)
+
+
+@triton.jit
+def _locked_tile(pid, D, M, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr):
+    """Program pid's (outer index o, [BLOCK_D] shared-axis indices d, [BLOCK_M] mask-axis indices m,
+    [BLOCK_D, BLOCK_M] in-bounds mask); m blocks vary fastest, then d blocks, then o."""
+    m_blocks = tl.cdiv(M, BLOCK_M)
+    d_blocks = tl.cdiv(D, BLOCK_D)
+    o = pid // (m_blocks * d_blocks)
+    d = ((pid // m_blocks) % d_blocks) * BLOCK_D + tl.arange(0, BLOCK_D)
+    m = (pid % m_blocks) * BLOCK_M + tl.arange(0, BLOCK_M)
+    return o, d, m, (d[:, None] < D) & (m[None, :] < M)
 
 
 @triton.jit(do_not_specialize=["seed", "threshold", "scale_bits"])
@@ -43,19 +62,8 @@ def _locked_dropout_kernel(
     pid = tl.program_id(0)
     if WIDE_INDEX:
         pid = pid.to(tl.int64)
-    m_blocks = tl.cdiv(M, BLOCK_M)
-    d_blocks = tl.cdiv(D, BLOCK_D)
-    m_block = pid % m_blocks
-    d_block = (pid // m_blocks) % d_blocks
-    o = pid // (m_blocks * d_blocks)
-
-    m = m_block * BLOCK_M + tl.arange(0, BLOCK_M)
-    d = d_block * BLOCK_D + tl.arange(0, BLOCK_D)
-    mask_index = o * M + m
-    r0, r1, r2, r3 = tl.randint4x(seed, mask_index // 4)
-    word = _pick_word(mask_index % 4, r0, r1, r2, r3)
-
-    in_bounds = (d[:, None] < D) & (m[None, :] < M)
+    o, d, m, in_bounds = _locked_tile(pid, D, M, BLOCK_D, BLOCK_M)
+    word = _element_words(seed, o * M + m)  # BLOCK_M mask values, reused for BLOCK_D rows
     x_offsets = o * x_stride_outer + d[:, None] * x_stride_d + m[None, :] * x_stride_m
     x = tl.load(x_ptr + x_offsets, mask=in_bounds)
     y = _apply_keep(x, word[None, :], threshold, scale_bits)
