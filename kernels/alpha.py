@@ -193,23 +193,11 @@ def feature_alpha_dropout_forward(
         x = x.contiguous()  # dims around `dim` that no stride merges: documented copy
         layout = variational._as_outer_d_m(x, dim)
     (outer, size_d, size_m), x_strides, out_strides = layout
-    span = max(x.numel(), sum((s - 1) * st for s, st in zip(x.shape, x.stride())) + 1)
-    wide = span > INT32_LIMIT
     args = (
         x, out, seed, keep_threshold(p), *_map_bits(p, grad),
         outer, size_d, size_m, *x_strides, *out_strides,
     )
-    if config is None and x.device.type == "cpu":
-        config = variational.CPU_CONFIG
-    if config is None:
-        grid = lambda meta: (  # noqa: E731
-            outer * triton.cdiv(size_d, meta["BLOCK_D"]) * triton.cdiv(size_m, meta["BLOCK_M"]),
-        )
-        _alpha_locked_autotuned[grid](*args, WIDE_INDEX=wide)
-    else:
-        block_d, block_m = config.kwargs["BLOCK_D"], config.kwargs["BLOCK_M"]
-        grid = (outer * triton.cdiv(size_d, block_d) * triton.cdiv(size_m, block_m),)
-        _alpha_locked_kernel[grid](*args, WIDE_INDEX=wide, num_warps=config.num_warps, **config.kwargs)
+    variational.launch_locked(_alpha_locked_kernel, _alpha_locked_autotuned, x, args, (outer, size_d, size_m), config)
     return out
 
 

@@ -131,21 +131,30 @@ def variational_dropout_forward(x: torch.Tensor, p: float, seed: int, dim: int, 
         x = x.contiguous()  # dims around `dim` that no stride merges: documented copy
         layout = _as_outer_d_m(x, dim)
     (outer, size_d, size_m), x_strides, out_strides = layout
-    span = max(x.numel(), sum((s - 1) * st for s, st in zip(x.shape, x.stride())) + 1)
-    wide = span > INT32_LIMIT
     args = (x, out, seed, keep_threshold(p), scale_bits(p), outer, size_d, size_m, *x_strides, *out_strides)
+    launch_locked(_locked_dropout_kernel, _locked_dropout_autotuned, x, args, (outer, size_d, size_m), config)
+    return out
+
+
+def launch_locked(kernel, autotuned, x, args, sizes, config) -> None:
+    """Launch a [BLOCK_D, BLOCK_M]-tiled kernel over (outer, D, M) = sizes reading x.
+
+    With the given config; on the CPU interpreter with CPU_CONFIG; else autotuned.
+    """
+    outer, size_d, size_m = sizes
+    span = max(x.numel(), sum((size - 1) * stride for size, stride in zip(x.shape, x.stride())) + 1)
+    wide = span > INT32_LIMIT
     if config is None and x.device.type == "cpu":
         config = CPU_CONFIG
     if config is None:
         grid = lambda meta: (  # noqa: E731
             outer * triton.cdiv(size_d, meta["BLOCK_D"]) * triton.cdiv(size_m, meta["BLOCK_M"]),
         )
-        _locked_dropout_autotuned[grid](*args, WIDE_INDEX=wide)
+        autotuned[grid](*args, WIDE_INDEX=wide)
     else:
         block_d, block_m = config.kwargs["BLOCK_D"], config.kwargs["BLOCK_M"]
         grid = (outer * triton.cdiv(size_d, block_d) * triton.cdiv(size_m, block_m),)
-        _locked_dropout_kernel[grid](*args, WIDE_INDEX=wide, num_warps=config.num_warps, **config.kwargs)
-    return out
+        kernel[grid](*args, WIDE_INDEX=wide, num_warps=config.num_warps, **config.kwargs)
 
 
 @torch.library.custom_op("dropbench::variational_dropout", mutates_args=())
