@@ -47,7 +47,13 @@ def default_path(device_name: str) -> Path:
 
 
 def git_commit() -> str:
-    """`git rev-parse --short HEAD` of this checkout, '-dirty' if tracked files changed; '' if none."""
+    """`git rev-parse --short HEAD` of this checkout, '-dirty' if tracked files changed; '' if none.
+
+    A copy of the tree without .git (a GPU machine, a container) can name its commit in
+    DROPBENCH_COMMIT instead.
+    """
+    if os.environ.get("DROPBENCH_COMMIT"):
+        return os.environ["DROPBENCH_COMMIT"]
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()

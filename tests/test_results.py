@@ -127,3 +127,8 @@ def test_environment_on_the_cpu():
 def test_timestamps_are_iso_utc():
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", results.utc_now())
 
+
+
+def test_commit_can_be_named_where_the_tree_has_no_git(monkeypatch):
+    monkeypatch.setenv("DROPBENCH_COMMIT", "4cb8713")
+    assert results.git_commit() == "4cb8713"
