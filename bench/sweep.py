@@ -17,6 +17,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,11 @@ def app(cfg: DictConfig) -> None:
         cfg = hydra.compose(config_name="config", overrides=[*hydra_cfg.overrides.task, "+preset=smoke"])
     if device == "cpu":
         use_triton_interpreter()
+    if hydra_cfg.mode == RunMode.MULTIRUN and not cfg.results.get("path"):
+        # One CSV per job, in the job's own folder: config.yaml names that folder after the job's
+        # overrides (dtype=fp16,op=dropout), so re-running the same -m into the same
+        # hydra.sweep.dir resumes each job's own file; bench.merge joins them at the end.
+        cfg.results.path = str(Path(hydra_cfg.runtime.output_dir) / "results.csv")
     # What actually runs (after any fallback), beside Hydra's own .hydra/config.yaml.
     effective = OmegaConf.create(OmegaConf.to_container(cfg))
     effective.device.resolved = device

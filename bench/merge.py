@@ -1,0 +1,238 @@
+"""`dropbench-merge OUT.csv IN.csv...` (also `python -m bench.merge`): join per-job results CSVs into one.
+
+A sweep spread over a launcher (`-m ... hydra/launcher=slurm`) leaves one results.csv
+per job; plots and compare read one file. The merged file has the same columns in
+the same order (schema.COLUMNS) and each key (schema.KEY_COLUMNS) once:
+
+* the union of every input's rows; a partial last line (a job killed mid-write) is
+  left out, as the runner's resume would drop it;
+* the same key in two files (a job re-run into another folder, overlapping splits):
+  an ok row beats a row that is not ok, and between two rows equally ok the newer
+  `timestamp` wins (the later input on a tie);
+* rows from more than one device are refused: the key has no device column, so such
+  rows would overwrite each other (give each GPU type its own merge).
+
+MergeCallback runs this at the end of a Hydra multirun and reports, in the log and one
+summary line, every job that left no CSV or stopped part-way (killed: OOM, time limit),
+since a job that dies whole writes no error rows. Re-running the same multirun with the
+same hydra.sweep.dir resumes each job's own CSV, so only what is missing runs.
+No torch here.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import pandas as pd
+
+from bench.results import HEADER, key_of
+from bench.schema import COLUMNS
+
+try:
+    from hydra.experimental.callback import Callback
+except ImportError:  # hydra is a dependency; this keeps `dropbench-merge` usable without it
+    Callback = object
+
+log = logging.getLogger(__name__)
+
+#: Written by MergeCallback.on_job_end into each job's folder: COMPLETED, or FAILED and why.
+JOB_STATUS = "job_status.txt"
+RESULTS = "results.csv"
+
+
+class MergeError(ValueError):
+    """Inputs that cannot be merged into one results file; the message says why."""
+
+
+def read_rows(path: str | Path) -> list[dict]:
+    """The complete rows of one results CSV, every cell a string as written."""
+    path = Path(path)
+    data = path.read_bytes()
+    if not data:
+        return []
+    if not data.endswith(b"\n"):
+        keep = data.rfind(b"\n") + 1
+        log.warning("%s: leaving out a partial last line (an interrupted job): %r", path, data[keep:][:80])
+        data = data[:keep]
+    text = data.decode("utf-8")
+    if not text.startswith(HEADER):
+        raise MergeError(f"{path}: the header is not bench.schema.COLUMNS (another version's file?)")
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+def _rank(row: dict, order: int) -> tuple:
+    return (row["status"] == "ok", row["timestamp"], order)  # ISO 8601 UTC sorts as text
+
+
+def merge(paths: Iterable[str | Path]) -> pd.DataFrame:
+    """One DataFrame, columns schema.COLUMNS, every key once (see the module docstring for which row wins).
+
+    Cells stay the strings the runner wrote, so writing the frame back with
+    `to_csv(index=False)` reproduces each kept row as it was.
+    """
+    best: dict[tuple, tuple[tuple, dict]] = {}
+    devices: dict[str, str] = {}
+    order = 0
+    for path in paths:
+        for row in read_rows(path):
+            devices.setdefault(row["device"], str(path))
+            rank = _rank(row, order)
+            order += 1
+            key = key_of(row)
+            if key not in best or rank > best[key][0]:
+                best[key] = (rank, row)
+    if len(devices) > 1:
+        raise MergeError("rows from more than one device: "
+                         + "; ".join(f"{device} (e.g. {path})" for device, path in devices.items()))
+    # First-seen key order: each job's rows stay in the order it measured them.
+    return pd.DataFrame([row for _, row in best.values()], columns=COLUMNS, dtype=str)
+
+
+def write(frame: pd.DataFrame, out: str | Path) -> Path:
+    """Write a merged frame as a results CSV (the runner's layout: header, '\\n' line ends)."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(out, index=False, lineterminator="\n")
+    return out
+
+
+# -- a multirun's jobs ---------------------------------------------------------------------
+
+
+@dataclass
+class Job:
+    overrides: list[str]
+    folder: Path | None      # None: the job never started (no folder with these overrides)
+    status: str = ""         # COMPLETED, FAILED: <why>, or "" (no status: killed, or still running)
+    rows: int = 0
+
+    @property
+    def csv(self) -> Path | None:
+        return self.folder / RESULTS if self.folder is not None else None
+
+    def problem(self) -> str:
+        """'' for a job that finished and wrote its CSV, else what went wrong."""
+        if self.folder is None:
+            return "never started (no job folder)"
+        if not self.csv.exists():
+            return f"no CSV ({self.status or 'no job status: killed?'})"
+        if self.status != "COMPLETED":
+            return f"partial CSV, {self.rows} rows ({self.status or 'no job status: killed (OOM, time limit)?'})"
+        return ""
+
+
+def expected_overrides(task_overrides: list[str]) -> list[list[str]]:
+    """The per-job overrides Hydra's basic sweeper makes of a multirun's command line."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(list(task_overrides))
+    batches = BasicSweeper.split_arguments(parsed, None)
+    return [list(job) for batch in batches for job in batch]
+
+
+def find_jobs(sweep_dir: str | Path, task_overrides: list[str] | None = None) -> list[Job]:
+    """Every job of the multirun in sweep_dir: those with a folder, plus those expected but missing.
+
+    A job folder is recognised by Hydra's .hydra/overrides.yaml; jobs are matched to the
+    expected ones by their set of overrides, so the folder naming does not matter.
+    """
+    import yaml
+
+    sweep_dir = Path(sweep_dir)
+    found: dict[frozenset, Job] = {}
+    for overrides_file in sorted(sweep_dir.glob("**/.hydra/overrides.yaml")):
+        folder = overrides_file.parent.parent
+        overrides = [str(item) for item in (yaml.safe_load(overrides_file.read_text()) or [])]
+        status_file = folder / JOB_STATUS
+        status = status_file.read_text().strip() if status_file.exists() else ""
+        job = Job(overrides, folder, status)
+        if job.csv.exists():
+            job.rows = len(read_rows(job.csv))
+        found[frozenset(overrides)] = job
+    jobs = list(found.values())
+    for overrides in expected_overrides(task_overrides or []):
+        if frozenset(overrides) not in found:
+            jobs.append(Job(overrides, None))
+    return jobs
+
+
+def merge_multirun(sweep_dir: str | Path, task_overrides: list[str] | None = None,
+                   filename: str = "merged.csv") -> tuple[Path | None, list[Job]]:
+    """Merge the jobs' CSVs of sweep_dir into sweep_dir/filename; log every job that went wrong.
+
+    Returns (the merged file or None when no job wrote rows, the jobs).
+    """
+    sweep_dir = Path(sweep_dir)
+    jobs = find_jobs(sweep_dir, task_overrides)
+    csvs = [job.csv for job in jobs if job.csv is not None and job.csv.exists()]
+    out = None
+    if csvs:
+        frame = merge(csvs)
+        out = write(frame, sweep_dir / filename)
+        log.info("merged %d job CSVs, %d rows, into %s", len(csvs), len(frame), out)
+    bad = [(job, job.problem()) for job in jobs if job.problem()]
+    for job, problem in bad:
+        log.error("job %s: %s", " ".join(job.overrides) or "(no overrides)", problem)
+    summary = (f"merge: {len(jobs) - len(bad)} of {len(jobs)} jobs complete"
+               + (f"; {len(bad)} incomplete (re-run the same -m with hydra.sweep.dir={sweep_dir} "
+                  f"to resume them)" if bad else ""))
+    (log.error if bad else log.info)(summary)
+    return out, jobs
+
+
+class MergeCallback(Callback):
+    """Hydra callback (configs/hydra/callbacks/merge.yaml): each job notes how it ended, the multirun merges.
+
+    on_job_end runs where the job runs (a Slurm node too) and writes job_status.txt into the
+    job's folder; a job killed outright writes none, which is how merge_multirun tells a
+    partial CSV from a complete one. on_multirun_end runs where the sweep was started.
+    """
+
+    def __init__(self, filename: str = "merged.csv") -> None:
+        self.filename = filename
+
+    def on_job_end(self, config: Any, job_return: Any, **kwargs: Any) -> None:
+        from hydra.core.utils import JobStatus
+        from hydra.types import RunMode
+
+        if config.hydra.mode != RunMode.MULTIRUN:
+            return
+        if job_return.status == JobStatus.COMPLETED:
+            status = "COMPLETED"
+        else:
+            error = job_return._return_value  # the exception; .return_value would re-raise it
+            status = f"FAILED: {type(error).__name__}: {str(error).strip()[:300]}"
+        (Path(config.hydra.runtime.output_dir) / JOB_STATUS).write_text(status + "\n")
+
+    def on_multirun_end(self, config: Any, **kwargs: Any) -> None:
+        try:
+            merge_multirun(config.hydra.sweep.dir, list(config.hydra.overrides.task), self.filename)
+        except Exception as exc:  # the jobs' CSVs are all still there: say so rather than lose the sweep's end
+            log.error("merging %s failed: %s: %s (merge by hand: dropbench-merge)", config.hydra.sweep.dir,
+                      type(exc).__name__, exc)
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="dropbench-merge", description=__doc__.split("\n")[0])
+    parser.add_argument("out", help="the merged CSV to write")
+    parser.add_argument("inputs", nargs="+", help="results CSVs (e.g. multirun/<date>/<time>/*/results.csv)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        frame = merge(args.inputs)
+    except MergeError as exc:
+        sys.exit(f"dropbench-merge: {exc}")
+    write(frame, args.out)
+    print(f"{len(frame)} rows from {len(args.inputs)} files -> {args.out}")
+
+
+if __name__ == "__main__":
+    main()
