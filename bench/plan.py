@@ -80,7 +80,7 @@ def timers_for(device: str, rows: int, timing) -> tuple[str, ...]:
     if device == "cpu":
         return ("cpu",)
     timers = []
-    if rows >= int(timing.get("do_bench_min_rows", 1)):
+    if rows >= int(timing.do_bench_min_rows):
         timers.append("do_bench")
     if rows <= int(timing.cudagraph_max_rows):
         timers.append("cudagraph")

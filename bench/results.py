@@ -54,6 +54,7 @@ def git_commit() -> str:
     """
     if os.environ.get("DROPBENCH_COMMIT"):
         return os.environ["DROPBENCH_COMMIT"]
+
     def git(*args: str) -> str:
         return subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True,
                               timeout=10, check=True).stdout.strip()
