@@ -17,7 +17,16 @@ from kernels.variational import variational_dropout
 dropout = seeded_dropout
 
 __all__ = [
-    "seeded_dropout", "variational_dropout", "SeededDropout", "VariationalDropout",
-    "dropout", "dropout_", "dropout1d", "dropout2d", "dropout3d", "feature_dropout",
-    "alpha_dropout", "feature_alpha_dropout",
+    "SeededDropout",
+    "VariationalDropout",
+    "alpha_dropout",
+    "dropout",
+    "dropout1d",
+    "dropout2d",
+    "dropout3d",
+    "dropout_",
+    "feature_alpha_dropout",
+    "feature_dropout",
+    "seeded_dropout",
+    "variational_dropout",
 ]

@@ -32,6 +32,7 @@ write). The feature form reads channels-first and channels-last x in place
 channels-last input of the feature form).
 """
 
+import functools
 import math
 
 import torch
@@ -40,8 +41,16 @@ import triton.language as tl
 
 from kernels import variational
 from kernels.channel import FEATURE_RANK_MESSAGE, channel_view
-from kernels.contract import as_int64_bits, check_input, check_p, check_seed, float64_bits, keep_threshold
+from kernels.contract import (
+    as_int64_bits,
+    check_input,
+    check_p,
+    check_seed,
+    float64_bits,
+    keep_threshold,
+)
 from kernels.dispatch import launch
+from kernels.launcher import Launcher, autotune_bench
 from kernels.seeded import (
     CPU_CONFIG,
     INT32_LIMIT,
@@ -122,24 +131,29 @@ def _alpha_locked_kernel(
     tl.store(out_ptr + out_offsets, y, mask=in_bounds)
 
 
-_alpha_rows_autotuned = triton.autotune(configs=ROWS_CONFIGS, key=["rows", "cols", "x_row_stride"])(
-    _alpha_rows_kernel
-)
+_alpha_rows_autotuned = triton.autotune(
+    configs=ROWS_CONFIGS, key=["rows", "cols", "x_row_stride"], do_bench=autotune_bench
+)(_alpha_rows_kernel)
 _alpha_locked_autotuned = triton.autotune(
-    configs=variational.LOCKED_CONFIGS, key=["outer", "D", "M", "x_stride_d", "x_stride_m"]
+    configs=variational.LOCKED_CONFIGS, key=["outer", "D", "M", "x_stride_d", "x_stride_m"], do_bench=autotune_bench
 )(_alpha_locked_kernel)
 
 
+_rows = Launcher(_alpha_rows_kernel, _alpha_rows_autotuned)
+_locked = Launcher(_alpha_locked_kernel, _alpha_locked_autotuned)
+
+
 def chosen_config() -> str:
-    """The autotuner's choice for the last autotuned launch of the element kernel ('' before any)."""
-    return describe_config(getattr(_alpha_rows_autotuned, "best_config", None))
+    """The config of the last launch of the element kernel, the autotuner's choice on a GPU ('' before any)."""
+    return describe_config(_rows.last_config)
 
 
 def chosen_feature_config() -> str:
-    """The autotuner's choice for the last autotuned launch of the feature kernel ('' before any)."""
-    return describe_config(getattr(_alpha_locked_autotuned, "best_config", None))
+    """The config of the last launch of the feature kernel, the autotuner's choice on a GPU ('' before any)."""
+    return describe_config(_locked.last_config)
 
 
+@functools.lru_cache(maxsize=512)
 def _map_bits(p: float, grad: bool) -> tuple[int, int, int]:
     """Bits of (A, B, dropped): the forward map, or for the gradient (A, 0, 0)."""
     a, b, dropped = alpha_constants(p)
@@ -156,25 +170,21 @@ def alpha_dropout_forward(x: torch.Tensor, p: float, seed: int, grad: bool = Fal
     if x.numel() == 0:
         return out
     if x.is_contiguous():
-        x2d, out2d, stream_row_len = x.view(1, -1), out.view(1, -1), 0
+        # One row of numel elements; x and out are passed as they are (a view would cost host time).
+        rows, cols, x_row_stride, out_row_stride, stream_row_len = 1, x.numel(), x.numel(), x.numel(), 0
     elif x.dim() == 2 and x.stride(1) == 1 and x.shape[1] % 4 == 0:
-        x2d, out2d, stream_row_len = x, out, x.shape[1]
+        (rows, cols), x_row_stride, out_row_stride, stream_row_len = x.shape, x.stride(0), out.stride(0), x.shape[1]
     else:
-        x2d, out2d, stream_row_len = x.contiguous().view(1, -1), out.view(1, -1), 0  # documented copy
-    rows, cols = x2d.shape
-    wide = x2d.numel() + rows * abs(x2d.stride(0)) > INT32_LIMIT
+        x = x.contiguous()  # documented copy
+        rows, cols, x_row_stride, out_row_stride, stream_row_len = 1, x.numel(), x.numel(), x.numel(), 0
+    wide = rows * cols + rows * abs(x_row_stride) > INT32_LIMIT
     args = (
-        x2d, out2d, seed, keep_threshold(p), *_map_bits(p, grad),
-        rows, cols, x2d.stride(0), out2d.stride(0), stream_row_len,
+        x, out, seed, keep_threshold(p), *_map_bits(p, grad),
+        rows, cols, x_row_stride, out_row_stride, stream_row_len,
     )
-    if config is None and x.device.type == "cpu":
+    if config is None and not x.is_cuda:
         config = CPU_CONFIG
-    if config is None:
-        grid = lambda meta: (rows * triton.cdiv(cols, meta["BLOCK"]),)  # noqa: E731
-        _alpha_rows_autotuned[grid](*args, WIDE_INDEX=wide)
-    else:
-        grid = (rows * triton.cdiv(cols, config.kwargs["BLOCK"]),)
-        _alpha_rows_kernel[grid](*args, WIDE_INDEX=wide, num_warps=config.num_warps, **config.kwargs)
+    _rows(lambda meta: (rows * triton.cdiv(cols, meta["BLOCK"]),), args, {"WIDE_INDEX": wide}, config)
     return out
 
 
@@ -192,12 +202,7 @@ def feature_alpha_dropout_forward(
     if layout is None:
         x = x.contiguous()  # dims around `dim` that no stride merges: documented copy
         layout = variational._as_outer_d_m(x, dim)
-    (outer, size_d, size_m), x_strides, out_strides = layout
-    args = (
-        x, out, seed, keep_threshold(p), *_map_bits(p, grad),
-        outer, size_d, size_m, *x_strides, *out_strides,
-    )
-    variational.launch_locked(_alpha_locked_kernel, _alpha_locked_autotuned, x, args, (outer, size_d, size_m), config)
+    variational.launch_locked(_locked, (x, out, seed, keep_threshold(p), *_map_bits(p, grad)), layout, config)
     return out
 
 

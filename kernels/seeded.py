@@ -18,6 +18,8 @@ the arithmetic, still one read and one write). Tensors with more than 4
 unmergeable dims are copied to contiguous first. The output is always contiguous.
 """
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -33,6 +35,7 @@ from kernels.contract import (
     scale_bits,
 )
 from kernels.dispatch import launch
+from kernels.launcher import Launcher, autotune_bench
 
 INT32_LIMIT = 2**31 - 1
 
@@ -139,12 +142,12 @@ ROWS_CONFIGS = [
     for block in (1024, 2048, 4096, 8192)
     for warps in (4, 8)
 ]
-_dropout_rows_autotuned = triton.autotune(configs=ROWS_CONFIGS, key=["rows", "cols", "x_row_stride"])(
-    _dropout_rows_kernel
-)
+_dropout_rows_autotuned = triton.autotune(
+    configs=ROWS_CONFIGS, key=["rows", "cols", "x_row_stride"], do_bench=autotune_bench
+)(_dropout_rows_kernel)
 # In place (out is x) each benchmarking launch would drop out x again: the autotuner restores it between runs.
 _dropout_rows_inplace_autotuned = triton.autotune(
-    configs=ROWS_CONFIGS, key=["rows", "cols", "x_row_stride"], restore_value=["out_ptr"]
+    configs=ROWS_CONFIGS, key=["rows", "cols", "x_row_stride"], restore_value=["out_ptr"], do_bench=autotune_bench
 )(_dropout_rows_kernel)
 
 #: The strided kernel's launch on a GPU (it is the rare path, so not autotuned).
@@ -162,13 +165,13 @@ def describe_config(config) -> str:
 
 
 def chosen_config() -> str:
-    """The autotuner's choice for the last autotuned launch of the fast kernel ('' before any)."""
-    return describe_config(getattr(_dropout_rows_autotuned, "best_config", None))
+    """The config of the last launch of the fast kernel, the autotuner's choice on a GPU ('' before any)."""
+    return describe_config(_rows.last_config)
 
 
 def chosen_inplace_config() -> str:
-    """The autotuner's choice for the last autotuned in-place launch of the fast kernel ('' before any)."""
-    return describe_config(getattr(_dropout_rows_inplace_autotuned, "best_config", None))
+    """The config of the last in-place launch of the fast kernel ('' before any)."""
+    return describe_config(_rows_inplace.last_config)
 
 
 def merge_dims(shape, strides):
@@ -188,34 +191,39 @@ def merge_dims(shape, strides):
     return [m[0] for m in merged] or [1], [m[1] for m in merged] or [1]
 
 
+_rows = Launcher(_dropout_rows_kernel, _dropout_rows_autotuned)
+_rows_inplace = Launcher(_dropout_rows_kernel, _dropout_rows_inplace_autotuned)
+_strided = Launcher(_dropout_strided_kernel)
+
+
+@functools.lru_cache(maxsize=256)
+def keep_constants(p: float) -> tuple[int, int]:
+    """(T(p), bits of 1 / (1 - p)) for 0 < p < 1: computed once per p, not per launch."""
+    return keep_threshold(p), scale_bits(p)
+
+
 def _launch_config(x: torch.Tensor, config):
     """The explicit config to use, or None to let the autotuner choose (GPU only)."""
     if config is not None:
         return config
-    return CPU_CONFIG if x.device.type == "cpu" else None
+    return None if x.is_cuda else CPU_CONFIG
 
 
-def _run_rows(x2d, out2d, seed, row_seeds, threshold, bits, stream_row_len, config):
-    rows, cols = x2d.shape
-    wide = x2d.numel() + rows * abs(x2d.stride(0)) > INT32_LIMIT
+def _run_rows(x, out, seed, row_seeds, p, rows, cols, x_row_stride, out_row_stride, stream_row_len, config):
+    """The fast kernel over `rows` rows of `cols` contiguous elements (x and out may be flat tensors)."""
+    threshold, bits = keep_constants(p)
     per_row = row_seeds is not None
+    wide = rows * cols + rows * abs(x_row_stride) > INT32_LIMIT
     args = (
-        x2d, out2d, row_seeds if per_row else x2d, 0 if per_row else seed, threshold, bits,
-        rows, cols, x2d.stride(0), out2d.stride(0), stream_row_len,
+        x, out, row_seeds if per_row else x, 0 if per_row else seed, threshold, bits,
+        rows, cols, x_row_stride, out_row_stride, stream_row_len,
     )
-    if config is None:
-        grid = lambda meta: (rows * triton.cdiv(cols, meta["BLOCK"]),)  # noqa: E731
-        in_place = out2d.data_ptr() == x2d.data_ptr()
-        autotuned = _dropout_rows_inplace_autotuned if in_place else _dropout_rows_autotuned
-        autotuned[grid](*args, PER_ROW_SEED=per_row, WIDE_INDEX=wide)
-    else:
-        grid = (rows * triton.cdiv(cols, config.kwargs["BLOCK"]),)
-        _dropout_rows_kernel[grid](
-            *args, PER_ROW_SEED=per_row, WIDE_INDEX=wide, num_warps=config.num_warps, **config.kwargs
-        )
+    launcher = _rows_inplace if out.data_ptr() == x.data_ptr() else _rows
+    launcher(lambda meta: (rows * triton.cdiv(cols, meta["BLOCK"]),), args,
+             {"PER_ROW_SEED": per_row, "WIDE_INDEX": wide}, config)
 
 
-def _run_strided(x, out, seed, threshold, bits, config):
+def _run_strided(x, out, seed, p, config):
     sizes, strides = merge_dims(x.shape, x.stride())
     if len(sizes) > 4:
         # Rare (5+ dims that no stride merges): documented copy to contiguous.
@@ -226,12 +234,10 @@ def _run_strided(x, out, seed, threshold, bits, config):
     numel = x.numel()
     span = sum((size - 1) * abs(stride) for size, stride in zip(sizes, strides))
     wide = max(numel, span) > INT32_LIMIT
-    config = config or STRIDED_CONFIG
-    grid = (triton.cdiv(numel, config.kwargs["BLOCK"]),)
-    _dropout_strided_kernel[grid](
-        x, out, seed, threshold, bits, numel, *sizes[1:], *strides,
-        WIDE_INDEX=wide, num_warps=config.num_warps, **config.kwargs,
-    )
+    threshold, bits = keep_constants(p)
+    _strided(lambda meta: (triton.cdiv(numel, meta["BLOCK"]),),
+             (x, out, seed, threshold, bits, numel, *sizes[1:], *strides),
+             {"WIDE_INDEX": wide}, config or STRIDED_CONFIG)
 
 
 def _writes_through(x: torch.Tensor, out: torch.Tensor, row_seeds) -> bool:
@@ -262,20 +268,23 @@ def seeded_dropout_forward(
         return out.copy_(seeded_dropout_forward(x, p, seed, row_seeds, config))
     if out is None:
         out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-    if x.numel() == 0:
+    numel = x.numel()
+    if numel == 0:
         return out
-    threshold, bits = keep_threshold(p), scale_bits(p)
     config = _launch_config(x, config)
     if row_seeds is not None:
         if x.stride(1) != 1:
             x = x.contiguous()  # per-row seeds with a non-unit column stride: documented copy
-        _run_rows(x, out, 0, row_seeds, threshold, bits, 0, config)
+        rows, cols = x.shape
+        _run_rows(x, out, 0, row_seeds, p, rows, cols, x.stride(0), out.stride(0), 0, config)
     elif x.is_contiguous():
-        _run_rows(x.view(1, -1), out.view(1, -1), seed, None, threshold, bits, 0, config)
+        # One row of numel elements; x and out are passed as they are (a view would cost host time).
+        _run_rows(x, out, seed, None, p, 1, numel, numel, numel, 0, config)
     elif x.dim() == 2 and x.stride(1) == 1 and x.shape[1] % 4 == 0:
-        _run_rows(x, out, seed, None, threshold, bits, x.shape[1], config)
+        rows, cols = x.shape
+        _run_rows(x, out, seed, None, p, rows, cols, x.stride(0), out.stride(0), cols, config)
     else:
-        _run_strided(x, out, seed, threshold, bits, config)
+        _run_strided(x, out, seed, p, config)
     return out
 
 

@@ -14,6 +14,8 @@ and the shared axis is the contiguous one; the same kernel covers both through
 strides.
 """
 
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -24,16 +26,16 @@ from kernels.contract import (
     check_input,
     check_p,
     check_seed,
-    keep_threshold,
-    scale_bits,
 )
 from kernels.dispatch import launch
+from kernels.launcher import Launcher, autotune_bench
 from kernels.seeded import (
     INT32_LIMIT,
     _apply_keep,
     _element_words,
     describe_config,
     drops_everything,
+    keep_constants,
     merge_dims,
 )
 
@@ -83,16 +85,19 @@ LOCKED_CONFIGS = [
     ]
 ]
 _locked_dropout_autotuned = triton.autotune(
-    configs=LOCKED_CONFIGS, key=["outer", "D", "M", "x_stride_d", "x_stride_m"]
+    configs=LOCKED_CONFIGS, key=["outer", "D", "M", "x_stride_d", "x_stride_m"], do_bench=autotune_bench
 )(_locked_dropout_kernel)
 
 #: Under the CPU interpreter each program costs ~30 ms of Python, so few large tiles win.
 CPU_CONFIG = triton.Config({"BLOCK_D": 64, "BLOCK_M": 256}, num_warps=4)
 
 
+_locked = Launcher(_locked_dropout_kernel, _locked_dropout_autotuned)
+
+
 def chosen_config() -> str:
-    """The autotuner's choice for the last autotuned launch ('' before any)."""
-    return describe_config(getattr(_locked_dropout_autotuned, "best_config", None))
+    """The config of the last launch, the autotuner's choice on a GPU ('' before any)."""
+    return describe_config(_locked.last_config)
 
 
 def _collapse(sizes, strides):
@@ -105,17 +110,28 @@ def _collapse(sizes, strides):
 
 def _as_outer_d_m(x: torch.Tensor, dim: int):
     """(outer, D, M) sizes and x's strides for the kernel, or None when x needs a copy."""
-    before = _collapse(x.shape[:dim], x.stride()[:dim]) if dim > 0 else (1, 0)
-    after = _collapse(x.shape[dim + 1:], x.stride()[dim + 1:]) if dim < x.dim() - 1 else (1, 0)
+    return _layout(tuple(x.shape), tuple(x.stride()), dim)
+
+
+@functools.lru_cache(maxsize=1024)
+def _layout(shape: tuple, strides: tuple, dim: int):
+    """_as_outer_d_m of a shape and strides: pure, so computed once per layout instead of per launch."""
+    before = _collapse(shape[:dim], strides[:dim]) if dim > 0 else (1, 0)
+    after = _collapse(shape[dim + 1:], strides[dim + 1:]) if dim < len(shape) - 1 else (1, 0)
     if before is None or after is None:
         return None
     (size_a, stride_a), (size_b, stride_b) = before, after
-    size_d, stride_d = x.shape[dim], x.stride(dim)
+    size_d, stride_d = shape[dim], strides[dim]
     out_strides_abd = (size_d * size_b, size_b, 1)  # contiguous output, as (A, D, B)
     if size_b == 1:
         # dim is last: the mask runs along A, so A becomes the mask axis of a single "outer".
-        return (1, size_d, size_a), (0, stride_d, stride_a), (0, out_strides_abd[1], out_strides_abd[0])
-    return (size_a, size_d, size_b), (stride_a, stride_d, stride_b), out_strides_abd
+        sizes, x_strides, out_strides = (1, size_d, size_a), (0, stride_d, stride_a), (0, out_strides_abd[1],
+                                                                                       out_strides_abd[0])
+    else:
+        sizes, x_strides, out_strides = (size_a, size_d, size_b), (stride_a, stride_d, stride_b), out_strides_abd
+    span = sum((size - 1) * abs(stride) for size, stride in zip(shape, strides)) + 1
+    wide = max(span, sizes[0] * sizes[1] * sizes[2]) > INT32_LIMIT
+    return sizes, x_strides, out_strides, wide
 
 
 def variational_dropout_forward(x: torch.Tensor, p: float, seed: int, dim: int, config=None) -> torch.Tensor:
@@ -130,31 +146,24 @@ def variational_dropout_forward(x: torch.Tensor, p: float, seed: int, dim: int, 
     if layout is None:
         x = x.contiguous()  # dims around `dim` that no stride merges: documented copy
         layout = _as_outer_d_m(x, dim)
-    (outer, size_d, size_m), x_strides, out_strides = layout
-    args = (x, out, seed, keep_threshold(p), scale_bits(p), outer, size_d, size_m, *x_strides, *out_strides)
-    launch_locked(_locked_dropout_kernel, _locked_dropout_autotuned, x, args, (outer, size_d, size_m), config)
+    threshold, bits = keep_constants(p)
+    launch_locked(_locked, (x, out, seed, threshold, bits), layout, config)
     return out
 
 
-def launch_locked(kernel, autotuned, x, args, sizes, config) -> None:
-    """Launch a [BLOCK_D, BLOCK_M]-tiled kernel over (outer, D, M) = sizes reading x.
+def launch_locked(launcher, leading_args: tuple, layout, config) -> None:
+    """Launch a [BLOCK_D, BLOCK_M]-tiled kernel: leading_args (x first), then the layout's sizes and strides.
 
     With the given config; on the CPU interpreter with CPU_CONFIG; else autotuned.
     """
-    outer, size_d, size_m = sizes
-    span = max(x.numel(), sum((size - 1) * stride for size, stride in zip(x.shape, x.stride())) + 1)
-    wide = span > INT32_LIMIT
-    if config is None and x.device.type == "cpu":
+    (outer, size_d, size_m), x_strides, out_strides, wide = layout
+    if config is None and not leading_args[0].is_cuda:
         config = CPU_CONFIG
-    if config is None:
-        grid = lambda meta: (  # noqa: E731
-            outer * triton.cdiv(size_d, meta["BLOCK_D"]) * triton.cdiv(size_m, meta["BLOCK_M"]),
-        )
-        autotuned[grid](*args, WIDE_INDEX=wide)
-    else:
-        block_d, block_m = config.kwargs["BLOCK_D"], config.kwargs["BLOCK_M"]
-        grid = (outer * triton.cdiv(size_d, block_d) * triton.cdiv(size_m, block_m),)
-        kernel[grid](*args, WIDE_INDEX=wide, num_warps=config.num_warps, **config.kwargs)
+    launcher(
+        lambda meta: (outer * triton.cdiv(size_d, meta["BLOCK_D"]) * triton.cdiv(size_m, meta["BLOCK_M"]),),
+        (*leading_args, outer, size_d, size_m, *x_strides, *out_strides),
+        {"WIDE_INDEX": wide}, config,
+    )
 
 
 @torch.library.custom_op("dropbench::variational_dropout", mutates_args=())

@@ -281,3 +281,29 @@ def test_inductor_compiles_a_model_using_the_kernels(generator):
 
     compiled = torch.compile(block, fullgraph=True)
     torch.testing.assert_close(compiled(x), block(x), rtol=1e-3, atol=1e-3)
+
+
+@pytest.mark.gpu
+def test_launches_with_the_kept_autotune_choice_keep_the_contract(generator):
+    """After the first call of a shape, kernels.launcher launches the autotuner's kept choice
+    directly: new seeds, new p and unaligned views must still follow the reference bit-exactly."""
+    base = random_input((4 * 1024 + 8,), torch.float16, "cuda", generator)
+    for offset in (0, 0, 1, 1, 8, 8):  # 1: a view that is not 16-byte aligned
+        x = base[offset:offset + 4096]
+        for p, seed in [(0.5, SEED), (0.5, SEED + 1), (0.3, 2**40), (0.3, 5)]:
+            expected = reference.keep_mask(x.shape, p, seed)
+            assert torch.equal(kept(seeded_dropout(x, p, seed)), expected), f"offset {offset} p {p} seed {seed}"
+    assert any(key[0][1] == 4096 for key in seeded._rows._chosen), "no autotune choice was kept for 4096 elements"
+
+
+@pytest.mark.gpu
+def test_tensor_on_another_gpu_than_the_current_one(generator):
+    """Triton launches on the current device; the Launcher switches to the tensor's, as torch ops do."""
+    if torch.cuda.device_count() < 2:
+        pytest.skip("needs 2 GPUs")
+    x = random_input((3, 4096), torch.float32, "cuda:1", generator)
+    with torch.cuda.device(0):
+        y = seeded_dropout(x, 0.5, SEED)
+        v = variational_dropout(x, 0.5, SEED, 0)
+    assert torch.equal(kept(y), reference.keep_mask(x.shape, 0.5, SEED))
+    assert torch.equal(kept(v), reference.variational_keep_mask(x.shape, 0.5, SEED, 0).expand(x.shape))

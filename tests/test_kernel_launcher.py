@@ -1,0 +1,82 @@
+"""kernels.launcher: the autotuner is asked once per autotune key, then its choice is launched directly.
+
+Stand-ins for the kernel and the autotuner record which path each launch took; the real
+kernels go through the Launcher in every kernel test (on the GPU with the autotuner).
+"""
+
+import pytest
+import torch
+import triton
+
+from kernels.launcher import Launcher
+
+CHOICE = triton.Config({"BLOCK": 64}, num_warps=4)
+
+
+class FakeKernel:
+    """A @triton.jit stand-in for kernel(x_ptr, seed, n, FLAG: constexpr, BLOCK: constexpr)."""
+
+    def __init__(self, launches):
+        self.launches = launches
+
+    def __getitem__(self, grid):
+        return lambda *args, **kwargs: self.launches.append(("kernel", grid, args, kwargs))
+
+
+class FakeAutotuned:
+    """A triton.autotune stand-in keyed on n: records that it was asked, and chooses CHOICE."""
+
+    arg_names = ("x_ptr", "seed", "n")
+    keys = ("n",)
+
+    def __init__(self, launches):
+        self.launches = launches
+        self.best_config = None
+
+    def __getitem__(self, grid):
+        def run(*args, **kwargs):
+            self.best_config = CHOICE
+            self.launches.append(("autotuner", grid(CHOICE.kwargs), args, kwargs))
+
+        return run
+
+
+@pytest.fixture
+def launches():
+    return []
+
+
+@pytest.fixture
+def launcher(launches):
+    return Launcher(FakeKernel(launches), FakeAutotuned(launches))
+
+
+def _launch(launcher, x, seed, n, config=None):
+    launcher(lambda meta: (triton.cdiv(n, meta["BLOCK"]),), (x, seed, n), {"FLAG": True}, config)
+
+
+def test_the_autotuner_is_asked_once_per_key_then_its_choice_is_launched(launcher, launches):
+    x = torch.zeros(256)
+    _launch(launcher, x, 7, 256)
+    _launch(launcher, x, 8, 256)  # another seed: not in the key
+    assert [launch[0] for launch in launches] == ["autotuner", "kernel"]
+    assert launches[1][1:] == ((4,), (x, 8, 256), {"FLAG": True, **CHOICE.all_kwargs()})
+    assert launcher.last_config is CHOICE
+
+
+@pytest.mark.parametrize("change", ["key value", "dtype"])
+def test_a_new_autotune_key_asks_the_autotuner_again(launcher, launches, change):
+    x = torch.zeros(256)
+    _launch(launcher, x, 7, 256)
+    if change == "key value":
+        _launch(launcher, x, 7, 128)
+    else:
+        _launch(launcher, x.double(), 7, 256)
+    assert [launch[0] for launch in launches] == ["autotuner", "autotuner"]
+
+
+def test_a_given_config_is_launched_without_the_autotuner(launcher, launches):
+    config = triton.Config({"BLOCK": 128}, num_warps=8)
+    _launch(launcher, torch.zeros(256), 7, 256, config=config)
+    assert launches == [("kernel", (2,), launches[0][2], {"FLAG": True, **config.all_kwargs()})]
+    assert launcher.last_config is config
