@@ -4,7 +4,8 @@ It settles the device first (device=auto: the GPU when torch sees one), because
 on the CPU Triton must run under its interpreter and triton reads TRITON_INTERPRET
 when it is imported: so bench.runner, which imports the kernels, is imported only
 after that. With no GPU and no preset, the smoke sweep runs on the CPU behind a
-loud banner instead of timing the interpreter as if it were a GPU.
+loud banner instead of timing the interpreter as if it were a GPU. With device.gpus set,
+each job first claims one of those GPUs (bench.gpu_slots), also before torch starts CUDA.
 Exit status: 0, or 1 when any implementation was found incorrect.
 """
 
@@ -19,6 +20,8 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+
+from bench import gpu_slots
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +63,21 @@ def resolve_device(cfg: DictConfig, has_cuda: bool, preset_chosen: bool) -> tupl
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="config")
 def app(cfg: DictConfig) -> None:
+    hydra_cfg = HydraConfig.get()
+    gpus = cfg.device.get("gpus")
+    if not gpus:
+        _run(cfg, hydra_cfg)
+        return
+    # Before torch touches CUDA: this job then sees only the GPU it claimed (bench.gpu_slots).
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    lock_dir = Path(hydra_cfg.sweep.dir if multirun else hydra_cfg.runtime.output_dir) / gpu_slots.LOCK_FOLDER
+    with gpu_slots.claim_gpu(gpu_slots.check_gpus(gpus), lock_dir):
+        _run(cfg, hydra_cfg)
+
+
+def _run(cfg: DictConfig, hydra_cfg) -> None:
     import torch
 
-    hydra_cfg = HydraConfig.get()
     preset_chosen = hydra_cfg.runtime.choices.get("preset") is not None
     device, fallback = resolve_device(cfg, torch.cuda.is_available(), preset_chosen)
     if fallback:

@@ -32,7 +32,7 @@ def launcher(*overrides: str):
 def test_gpus_local_extends_submitit_local():
     cfg = launcher("hydra/launcher=gpus_local")
     assert cfg._target_ == SUBMITIT_LOCAL, "the preset should build on the plugin's submitit_local"
-    assert (cfg.gpus_per_node, cfg.tasks_per_node, cfg.timeout_min) == (1, 1, 240)
+    assert (cfg.gpus_per_node, cfg.tasks_per_node, cfg.timeout_min) == (1, 1, 480)
     assert OmegaConf.to_container(cfg)["submitit_folder"] == "${hydra.sweep.dir}/.submitit/%j", \
         "the plugin's own fields should stay"
 
