@@ -1,39 +1,43 @@
-"""The correctness gate: is an implementation really dropout, before anything of it is timed?
+"""The correctness gate: is an implementation really the dropout it claims to be, before anything of it is timed?
 
-Seeded backends (the Triton kernels) must match kernels.reference bit-exactly:
-(y != 0) equals the reference mask. Eager and compile draw their own masks, so
-their mask is checked statistically: keep fraction inside a binomial bound, no
-correlation between neighbouring decisions (adjacent elements, adjacent rows,
-groups of 4). Both kinds must scale kept values to x / (1 - p) and drop to
-exactly 0, and backward must use the forward's mask, also when the forward is
-recomputed under activation checkpointing. Variational masks must be identical
-along `dim`, and their mask elements pass the same statistics.
+What is checked follows the op's family (bench.families):
+- The keep mask. Seeded backends (the Triton kernels) must match kernels.reference
+  bit-exactly. Eager and compile draw their own masks, so theirs is checked
+  statistically (bench.mask_stats). Element ops: one decision per element.
+  Variational: the mask is identical along `dim`, and its elements pass the statistics.
+  Channel ops: the mask is identical across the spatial positions of each (n, c), and
+  the (N, C) channel mask is the reference's or passes the statistics.
+- The values. Kept x / (1 - p), dropped exactly 0; alpha ops: kept x * A + B, dropped
+  the constant A * a' + B ((A, B) = kernels.reference.alpha_affine(p)).
+- Backward uses the forward's mask: the gradient is 1 / (1 - p) (alpha: A) where kept
+  and 0 where dropped, also when the forward is recomputed under activation
+  checkpointing (not for in-place ops, which checkpointing cannot replay).
+- In-place ops (dropout_inplace) return their input, written in place: on a non-leaf
+  (a clone of a leaf, backward reaching the leaf through the clone), without grad, and
+  a leaf that requires grad must be refused as PyTorch refuses it.
 
-Each check runs on several layouts of the same logical (rows, cols) input,
-because real compiler bugs live in the non-contiguous ones (pytorch/pytorch#174078:
-wrong dropout on a transposed-contiguous input; #198333: inductor giving groups of
-4 adjacent channels one mask, and a different mask in backward under checkpointing).
-
-Data is random and never zero (|x| in [0.5, 1.5)), so y != 0 is exactly the keep
-decision. Bounds are `sigmas` wide (6 by default): a correct implementation fails
-by chance with probability ~1e-9 per statistic.
+Each check runs on several layouts of the same logical input (bench.layouts). Data is
+random and never zero (|x| in [0.5, 1.5)), so for ordinary dropout y != 0 is exactly the
+keep decision; for alpha dropout a kept value x * A + B is at least A * (|a'| - 1.5)
+away from the dropped constant, so keep is "y differs from the dropped constant by more
+than half that". A failed check is an Incorrect whose message goes to the CSV's error column.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from bench import families
+from bench.layouts import MAX_ABS, check_shape, layouts_for, make_leaf, random_nonzero
+from bench.mask_stats import mask_problem
 from kernels import reference
 
-#: Relative tolerance of kept values against x / (1 - p): two roundings in the dtype.
+#: Tolerance of values against their expected value: relative above 1, absolute below
+#: (alpha's x * A + B crosses 0). Two roundings in the dtype.
 VALUE_RTOL = {torch.float16: 2e-3, torch.bfloat16: 1.6e-2, torch.float32: 1e-5, torch.float64: 1e-12}
-LAYOUTS = ("contiguous", "transposed-contiguous", "transposed view")
-#: Variational checks put this many rows along the shared dim; the rest of numel goes to the mask.
-SHARED_SIZE = 16
 TORCH_DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32, "fp64": torch.float64}
 
 
@@ -53,90 +57,130 @@ class Incorrect(Exception):
     """One failed check; its message becomes the `error` column."""
 
 
+@dataclass(frozen=True)
+class ValueMap:
+    """What dropout does to values: kept v -> v * scale + shift, dropped -> the constant `dropped`.
+
+    `margin`: outputs farther than this from `dropped` are kept. 0 where dropped is 0
+    and kept values cannot be (ordinary dropout, every gradient): keep is then y != 0.
+    """
+
+    scale: float
+    shift: float
+    dropped: float
+    margin: float
+    kept_text: str
+    dropped_text: str
+
+    def keep(self, y: torch.Tensor) -> torch.Tensor:
+        return (y.double() - self.dropped).abs() > self.margin
+
+
+def forward_map(family: families.Family, p: float) -> ValueMap:
+    if family.alpha and p < 1.0:
+        a, b = reference.alpha_affine(p)
+        # The nearest a kept x * A + B comes to the dropped A * a' + B is A * (|a'| - MAX_ABS).
+        margin = a * (abs(reference.ALPHA_PRIME) - MAX_ABS) / 2
+        return ValueMap(a, b, a * reference.ALPHA_PRIME + b, margin, "x * A + B", "A * a' + B")
+    return ValueMap(1.0 / (1.0 - p) if p < 1.0 else 0.0, 0.0, 0.0, 0.0, "x / (1 - p)", "0")
+
+
+def backward_map(family: families.Family, p: float) -> ValueMap:
+    """The gradient for grad_out = 1: the forward's scale where kept, 0 where dropped."""
+    scale = forward_map(family, p).scale
+    return ValueMap(scale, 0.0, 0.0, 0.0, "A" if family.alpha else "1 / (1 - p)", "0")
+
+
 def check(impl, dtype: str, p: float, device: str, seed: int, dim: int,
           numel: int = 65536, sigmas: float = 6.0) -> Verdict:
     """Check impl(x, p, seed, dim) on every layout; ok or incorrect with the first problem found.
 
     Exceptions other than a failed check (a crash, an OOM) propagate to the caller.
     """
+    family = families.of(impl.op)
     torch_dtype = TORCH_DTYPES[dtype]
-    shape = check_shape(impl.op, numel, dim)
+    shape = check_shape(family.mask, numel, dim, family.rank)
+    args = (impl, family, shape, torch_dtype, p, device, seed, dim, sigmas)
     try:
-        for layout in LAYOUTS:
-            _check_layout(impl, shape, torch_dtype, p, device, seed, dim, sigmas, layout)
-        _check_checkpointed(impl, shape, torch_dtype, p, device, seed, dim)
+        for layout in layouts_for(len(shape)):
+            _check_layout(*args, layout)
+        if family.inplace:
+            _check_in_place_without_grad(*args)
+            if p > 0.0:  # at p = 0 nothing is written, and PyTorch returns x untouched without an error
+                _check_refuses_a_leaf(impl, shape, torch_dtype, p, device, seed, dim)
+        else:
+            _check_checkpointed(impl, family, shape, torch_dtype, p, device, seed, dim)
     except Incorrect as problem:
         return Verdict("incorrect", str(problem))
     return Verdict("ok")
 
 
-def check_shape(op: str, numel: int, dim: int) -> tuple[int, int]:
-    """A (rows, cols) with at least `numel` elements, sides multiples of 4 (whole groups of 4).
-
-    Element dropout gets a square, so rows and cols both have many neighbours;
-    variational puts SHARED_SIZE along `dim` and the rest in the mask.
-    """
-    if op == "variational":
-        mask_size = 4 * math.ceil(numel / SHARED_SIZE / 4)
-        return (SHARED_SIZE, mask_size) if dim % 2 == 0 else (mask_size, SHARED_SIZE)
-    side = 4 * math.ceil(math.sqrt(numel) / 4)
-    return (side, side)
-
-
-def random_nonzero(shape, dtype: torch.dtype, device: str) -> torch.Tensor:
-    """Random values with |x| in [0.5, 1.5): never zero, and x / (1 - p) far from under/overflow."""
-    magnitude = torch.rand(shape, device=device) + 0.5
-    sign = torch.randint(0, 2, shape, device=device) * 2 - 1
-    return (magnitude * sign).to(dtype)
-
-
-def make_input(shape, dtype: torch.dtype, device: str, layout: str) -> torch.Tensor:
-    """x of logical `shape` in one layout, requiring grad (a leaf, or a view of one)."""
-    rows, cols = shape
-    if layout == "contiguous":
-        return random_nonzero(shape, dtype, device).requires_grad_()
-    if layout == "transposed-contiguous":
-        # x = y.t().contiguous().t(): a leaf whose memory is column-major.
-        return random_nonzero(shape, dtype, device).t().contiguous().t().detach().requires_grad_()
-    if layout == "transposed view":
-        # A transposed view of a contiguous leaf: gradients flow through the transpose.
-        return random_nonzero((cols, rows), dtype, device).requires_grad_().t()
-    raise ValueError(f"unknown layout {layout!r}")
-
-
-def _check_layout(impl, shape, dtype, p, device, seed, dim, sigmas, layout) -> None:
-    x = make_input(shape, dtype, device, layout)
+def _check_layout(impl, family, shape, dtype, p, device, seed, dim, sigmas, layout) -> None:
+    leaf, view = make_leaf(shape, dtype, device, layout)
+    x = view(leaf.clone()) if family.inplace else view(leaf)
+    x_values = x.detach().to("cpu", copy=True)  # an in-place op overwrites x
     y = impl(x, p, seed, dim)
     if tuple(y.shape) != tuple(x.shape) or y.dtype != x.dtype:
         raise Incorrect(f"{layout} input: output is {tuple(y.shape)} {y.dtype}, expected {tuple(x.shape)} {x.dtype}")
-    (grad,) = torch.autograd.grad(y, x, torch.ones_like(y))
+    if family.inplace:
+        _check_wrote_into_input(x, y, layout)
+    (grad,) = torch.autograd.grad(y, leaf, torch.ones_like(y))
+    grad = view(grad).detach().cpu()
+    y = y.detach().cpu()
 
-    keep = (y != 0).cpu()
+    forward = forward_map(family, p)
+    keep = forward.keep(y)
+    if forward.margin:
+        # Alpha: keep is read off the values, so a wrong A or B shows as wrong values first.
+        _check_values(x_values, y, keep, forward, p, "forward", layout)
+        _check_mask(keep, impl, family, shape, p, seed, dim, sigmas, layout)
+    else:
+        _check_mask(keep, impl, family, shape, p, seed, dim, sigmas, layout)
+        _check_values(x_values, y, keep, forward, p, "forward", layout)
+    differ = int((backward_map(family, p).keep(grad) != keep).sum())
+    if differ:
+        raise Incorrect(f"{layout} input: backward does not use the forward's mask ({differ} elements differ)")
+    _check_values(torch.ones(shape, dtype=torch.float64), grad, keep, backward_map(family, p), p, "backward", layout)
+
+
+def _check_mask(keep, impl, family, shape, p, seed, dim, sigmas, layout) -> None:
+    if family.mask == families.CHANNEL:
+        keep = _channel_mask(keep, layout)
     if impl.seeded:
-        _check_reference_mask(keep, impl.op, shape, p, seed, dim, layout)
-    elif impl.op == "variational":
+        _check_reference_mask(keep, family, shape, p, seed, dim, layout)
+    elif family.mask == families.VARIATIONAL:
         _check_variational_mask(keep, p, dim, sigmas, layout)
     else:
         problem = mask_problem(keep, p, sigmas)
         if problem:
-            raise Incorrect(f"{layout} input: {problem}")
-    _check_values(x.detach().cpu(), y.detach().cpu(), keep, p, "forward", layout)
-    if not torch.equal((grad != 0).cpu(), keep):
-        raise Incorrect(f"{layout} input: backward does not use the forward's mask "
-                        f"({int(((grad != 0).cpu() != keep).sum())} elements differ)")
-    _check_values(torch.ones(shape, dtype=torch.float64), grad.detach().cpu(), keep, p, "backward", layout)
+            what = "channel mask" if family.mask == families.CHANNEL else "mask"
+            raise Incorrect(f"{layout} input: {what}: {problem}")
 
 
-def _check_reference_mask(keep, op, shape, p, seed, dim, layout) -> None:
-    if op == "variational":
+def _channel_mask(keep: torch.Tensor, layout: str) -> torch.Tensor:
+    """The (N, C) mask of an (N, C, spatial...) keep mask, which must not vary across spatial positions."""
+    per_channel = keep.flatten(2)
+    first = per_channel[..., :1]
+    varying = int((per_channel != first).any(dim=-1).sum())
+    if varying:
+        raise Incorrect(f"{layout} input: mask varies across the spatial positions of {varying} of "
+                        f"{first.numel()} (n, c) channels (a channel op keeps or drops a channel whole)")
+    return first.squeeze(-1)
+
+
+def _check_reference_mask(keep, family, shape, p, seed, dim, layout) -> None:
+    """keep (the (N, C) channel mask for channel ops) against kernels.reference, bit for bit."""
+    if family.mask == families.VARIATIONAL:
         expected = reference.variational_keep_mask(shape, p, seed, dim).expand(shape)
+    elif family.mask == families.CHANNEL:
+        expected = reference.channel_keep_mask(shape, p, seed).reshape(keep.shape)
     else:
         expected = reference.keep_mask(shape, p, seed)
     wrong = keep != expected
     if wrong.any():
         first = tuple(int(i) for i in wrong.nonzero()[0])
         raise Incorrect(f"{layout} input: keep mask differs from kernels.reference at "
-                        f"{int(wrong.sum())} of {keep.numel()} elements (first at {first})")
+                        f"{int(wrong.sum())} of {keep.numel()} decisions (first at {first})")
 
 
 def _check_variational_mask(keep, p, dim, sigmas, layout) -> None:
@@ -150,77 +194,63 @@ def _check_variational_mask(keep, p, dim, sigmas, layout) -> None:
         raise Incorrect(f"{layout} input: mask elements: {problem}")
 
 
-def _check_values(x, y, keep, p, what, layout) -> None:
-    """Kept values are x / (1 - p) to the dtype's tolerance; dropped are exactly 0 (by keep's definition)."""
+def _check_values(x, y, keep, values: ValueMap, p, what, layout) -> None:
+    """Kept values are x * scale + shift, dropped ones `dropped`, to the dtype's tolerance."""
     if p >= 1.0:
         if keep.any():
             raise Incorrect(f"{layout} input: {what} keeps {int(keep.sum())} elements at p=1")
         return
-    expected = x.double()[keep] / (1.0 - p)
-    got = y.double()[keep]
-    error = (got - expected).abs() / expected.abs()
+    x, got = x.double(), y.double()
+    expected = torch.where(keep, x * values.scale + values.shift, torch.full_like(x, values.dropped))
+    error = (got - expected).abs() / expected.abs().clamp(min=1.0)
     rtol = VALUE_RTOL[y.dtype]
     if error.numel() and error.max() > rtol:
         worst = int(error.argmax())
-        raise Incorrect(f"{layout} input: {what} kept value {got[worst].item():.6g} is not "
-                        f"x / (1 - p) = {expected[worst].item():.6g} "
-                        f"(relative error {error.max().item():.2g} > {rtol:g})")
+        kept = bool(keep.flatten()[worst])
+        text = values.kept_text if kept else values.dropped_text
+        raise Incorrect(f"{layout} input: {what} {'kept' if kept else 'dropped'} value "
+                        f"{got.flatten()[worst].item():.6g} is not {text} = {expected.flatten()[worst].item():.6g} "
+                        f"(error {error.max().item():.2g} > {rtol:g})")
 
 
-def _check_checkpointed(impl, shape, dtype, p, device, seed, dim) -> None:
+def _check_wrote_into_input(x: torch.Tensor, y: torch.Tensor, layout: str) -> None:
+    if y.data_ptr() != x.data_ptr() or not torch.equal(x.detach(), y.detach()):
+        raise Incorrect(f"{layout} input: an in-place op returned a new tensor instead of writing into its input")
+
+
+def _check_in_place_without_grad(impl, family, shape, dtype, p, device, seed, dim, sigmas) -> None:
+    """With grad mode off (inference, or the timed fwd), the op still writes into its input."""
+    with torch.no_grad():
+        x = random_nonzero(shape, dtype, device)
+        x_values = x.to("cpu", copy=True)
+        y = impl(x, p, seed, dim)
+    _check_wrote_into_input(x, y, "no-grad")
+    y, forward = y.cpu(), forward_map(family, p)
+    keep = forward.keep(y)
+    _check_mask(keep, impl, family, shape, p, seed, dim, sigmas, "no-grad")
+    _check_values(x_values, y, keep, forward, p, "forward", "no-grad")
+
+
+def _check_refuses_a_leaf(impl, shape, dtype, p, device, seed, dim) -> None:
+    """In place on a leaf that requires grad must raise, as PyTorch does, and leave the leaf alone."""
+    leaf = random_nonzero(shape, dtype, device).requires_grad_()
+    before = leaf.detach().clone()
+    try:
+        impl(leaf, p, seed, dim)
+    except RuntimeError:
+        if not torch.equal(leaf.detach(), before):
+            raise Incorrect("in place on a leaf that requires grad: raised, but after writing into it") from None
+        return
+    raise Incorrect("in place on a leaf that requires grad: no error; PyTorch raises, since autograd "
+                    "cannot differentiate a leaf that was overwritten")
+
+
+def _check_checkpointed(impl, family, shape, dtype, p, device, seed, dim) -> None:
     """Backward through activation checkpointing recomputes the forward: the mask must not change."""
-    x = make_input(shape, dtype, device, "contiguous")
+    x = random_nonzero(shape, dtype, device).requires_grad_()
     y = checkpoint(impl, x, p, seed, dim, use_reentrant=False)
     (grad,) = torch.autograd.grad(y, x, torch.ones_like(y))
-    differ = int(((grad != 0) != (y != 0)).sum())
+    differ = int((backward_map(family, p).keep(grad) != forward_map(family, p).keep(y.detach())).sum())
     if differ:
         raise Incorrect(f"under activation checkpointing, backward uses a different mask than forward "
                         f"({differ} of {y.numel()} elements differ)")
-
-
-def mask_problem(keep: torch.Tensor, p: float, sigmas: float = 6.0) -> str | None:
-    """What is statistically wrong with a 1-D or 2-D boolean keep mask for drop probability p, or None."""
-    q = 1.0 - p  # keep probability
-    n = keep.numel()
-    fraction = keep.double().mean().item()
-    bound = sigmas * math.sqrt(q * (1 - q) / n) + 1.0 / n
-    if abs(fraction - q) > bound:
-        return f"keep fraction {fraction:.4f}, expected {q:.4f} +- {bound:.4f} (p={p:g}, {n} elements)"
-    if not 0.0 < q < 1.0:
-        return None  # all kept or all dropped: nothing to correlate
-    neighbours = [("adjacent elements", keep[..., :-1], keep[..., 1:])]
-    groups = [("along the last dim", keep)]
-    if keep.dim() == 2:
-        neighbours.append(("adjacent rows", keep[:-1], keep[1:]))
-        groups.append(("along rows", keep.t()))
-    for name, left, right in neighbours:
-        corr = _correlation(left, right)
-        limit = sigmas / math.sqrt(left.numel())
-        if corr is not None and abs(corr) > limit:
-            return f"decisions of {name} are correlated: {corr:.3f} (limit {limit:.3f})"
-    for name, mask in groups:
-        problem = _groups_of_four_problem(mask, q, sigmas)
-        if problem:
-            return f"groups of 4 {name}: {problem}"
-    return None
-
-
-def _correlation(left: torch.Tensor, right: torch.Tensor) -> float | None:
-    a, b = left.double().flatten(), right.double().flatten()
-    a, b = a - a.mean(), b - b.mean()
-    scale = math.sqrt((a * a).mean().item() * (b * b).mean().item())
-    return None if scale == 0 else (a * b).mean().item() / scale
-
-
-def _groups_of_four_problem(mask: torch.Tensor, q: float, sigmas: float) -> str | None:
-    """Too many groups of 4 consecutive decisions all equal: the sign of one decision shared by 4."""
-    length = mask.shape[-1] - mask.shape[-1] % 4
-    groups = mask[..., :length].reshape(-1, 4)
-    if groups.shape[0] == 0:
-        return None
-    all_equal = (groups.all(dim=1) | (~groups).all(dim=1)).double().mean().item()
-    expected = q**4 + (1 - q) ** 4
-    limit = expected + sigmas * math.sqrt(expected * (1 - expected) / groups.shape[0]) + 1.0 / groups.shape[0]
-    if all_equal > limit:
-        return f"{all_equal:.3f} of them share one decision, expected {expected:.3f} (limit {limit:.3f})"
-    return None

@@ -18,7 +18,8 @@ are the hardware reference, not a product: they are never flagged, and their med
 ratio is reported as a hint of machine drift. Exit codes: 0 pass, 1 regression / broken
 / pct_of_copy floor (/ missing rows with --fail-on-missing), 2 bad input.
 
-No torch here: this runs on CPU-only CI machines.
+Files written before the `shape` column get it as rows x cols (every input was 2-D then),
+so a new file still pairs with an old baseline. No torch here: this runs on CPU-only CI machines.
 """
 from __future__ import annotations
 
@@ -29,7 +30,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from bench.schema import COPY, DIRECTIONS, KEY_COLUMNS, OPS
+from bench.schema import COPY, DIRECTIONS, KEY_COLUMNS, OPS, legacy_shape
 
 DEFAULT_THRESHOLD = 0.05
 DEFAULT_FLOOR_MIN_ROWS = 256
@@ -39,10 +40,11 @@ VERDICTS = ["regression", "broken", "improvement", "missing_in_new", "new_only",
             "device_mismatch", "unchanged"]
 FAILING = {"regression", "broken"}
 
-#: The columns compare reads; other schema columns may be absent (older or newer files).
-REQUIRED = KEY_COLUMNS + ["device", "status", "error", "ms_median", "ms_p20", "ms_p80",
-                          "backend", "pct_of_copy"]
-_TEXT = ["op", "backend", "dtype", "direction", "timer", "device", "status", "error"]
+#: The columns compare reads; other schema columns may be absent (older or newer files), and
+#: `shape` is filled in where it is.
+REQUIRED = [column for column in KEY_COLUMNS if column != "shape"] + [
+    "device", "status", "error", "ms_median", "ms_p20", "ms_p80", "backend", "pct_of_copy"]
+_TEXT = ["op", "backend", "dtype", "shape", "direction", "timer", "device", "status", "error"]
 _NUMBERS = ["rows", "cols", "p", "ms_median", "ms_p20", "ms_p80", "pct_of_copy"]
 #: What each side contributes to a pair; device is a field, not part of the match.
 _FIELDS = ["device", "status", "error", "ms_median", "ms_p20", "ms_p80"]
@@ -76,6 +78,9 @@ def load_results(path: str) -> pd.DataFrame:
             frame[column] = pd.to_numeric(frame[column])
         except (ValueError, TypeError):
             raise InputError(f"{path}: column {column} holds a value that is not a number") from None
+    if "shape" not in frame.columns:
+        frame["shape"] = [legacy_shape(rows, cols) if pd.notna(rows) and pd.notna(cols) else None
+                          for rows, cols in zip(frame["rows"], frame["cols"])]
     empty = [column for column in KEY_COLUMNS + ["status"] if frame[column].isna().any()]
     if empty:
         line = int(frame.index[frame[empty[0]].isna()][0]) + 2  # +1 for the header, +1 from 0
@@ -334,8 +339,7 @@ def _md(text: str) -> str:
 
 
 def _key_cells(row: Mapping) -> list[str]:
-    return [row["op"], row["backend"], row["dtype"], f"{row['rows']}x{row['cols']}",
-            f"{row['p']:g}", row["direction"], row["timer"]]
+    return [row["op"], row["backend"], row["dtype"], row["shape"], f"{row['p']:g}", row["direction"], row["timer"]]
 
 
 def _key_text(row: Mapping) -> str:

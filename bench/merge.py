@@ -10,7 +10,8 @@ the same order (schema.COLUMNS) and each key (schema.KEY_COLUMNS) once:
   an ok row beats a row that is not ok, and between two rows equally ok the newer
   `timestamp` wins (the later input on a tie);
 * rows from more than one device are refused: the key has no device column, so such
-  rows would overwrite each other (give each GPU type its own merge).
+  rows would overwrite each other (give each GPU type its own merge);
+* files written before the `shape` column get it, as rows x cols.
 
 MergeCallback runs this at the end of a Hydra multirun and reports, in the log and one
 summary line, every job that left no CSV or stopped part-way (killed: OOM, time limit),
@@ -22,17 +23,15 @@ No torch here.
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import logging
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
 import pandas as pd
 
-from bench.results import HEADER, key_of
+from bench.results import key_of, read_csv_text
 from bench.schema import COLUMNS
 
 try:
@@ -61,10 +60,10 @@ def read_rows(path: str | Path) -> list[dict]:
         keep = data.rfind(b"\n") + 1
         log.warning("%s: leaving out a partial last line (an interrupted job): %r", path, data[keep:][:80])
         data = data[:keep]
-    text = data.decode("utf-8")
-    if not text.startswith(HEADER):
+    rows = read_csv_text(data.decode("utf-8"))
+    if rows is None:
         raise MergeError(f"{path}: the header is not bench.schema.COLUMNS (another version's file?)")
-    return list(csv.DictReader(io.StringIO(text)))
+    return rows
 
 
 def _rank(row: dict, order: int) -> tuple:

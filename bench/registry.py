@@ -40,8 +40,8 @@ def _op_family(op: str, triton_call, eager_call, config) -> list[Implementation]
 
 
 #: The other torch.nn.functional dropouts (issue 7): (op, seeded kernel, eager call, its chosen_config).
-#: Not in configs/op yet: bench.check and the runner's (rows, cols) inputs know only element and
-#: variational masks (a 2-D input is (C, L) to dropout1d, (N, C) to dropout2d, and dropout2d warns).
+#: What kind of dropout each is (its mask, values, in place or not, input rank) is in bench.families;
+#: channel ops get (N, C, spatial...) inputs from the sweep (bench.plan), never a 2-D one.
 #: dropout_inplace overwrites x: repeated calls on one buffer keep scaling the kept values by
 #: 1 / (1 - p) (towards inf, which leaves the timing unchanged), and a leaf that requires grad raises.
 _FAMILIES = [

@@ -3,8 +3,9 @@
 Every row is one `write()` of a complete line followed by flush and fsync, so a
 killed sweep leaves at most one partial last line; opening the file again drops
 that line, reads the keys already measured (schema.KEY_COLUMNS) so the sweep can
-skip them, and appends. The csv module (not pandas) keeps this independent of
-the pandas version.
+skip them, and appends. A file written before the `shape` column existed is
+rewritten first with it (rows x cols, the only shape there was), then appended to.
+The csv module (not pandas) keeps this independent of the pandas version.
 """
 
 from __future__ import annotations
@@ -20,12 +21,14 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.schema import COLUMNS, KEY_COLUMNS
+from bench.schema import COLUMNS, COLUMNS_WITHOUT_SHAPE, KEY_COLUMNS, legacy_shape
 
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
 HEADER = ",".join(COLUMNS) + "\n"
+#: The header of files written before the shape column.
+HEADER_WITHOUT_SHAPE = ",".join(COLUMNS_WITHOUT_SHAPE) + "\n"
 
 
 class ResultsError(ValueError):
@@ -90,8 +93,24 @@ def environment(device: str) -> dict:
 
 def key_of(row: dict) -> tuple:
     """A row's key with typed numbers, so '0.5' read back equals 0.5 measured."""
-    op, backend, dtype, rows, cols, p, direction, timer = (row[column] for column in KEY_COLUMNS)
-    return (op, backend, dtype, int(rows), int(cols), float(p), direction, timer)
+    op, backend, dtype, rows, cols, shape, p, direction, timer = (row[column] for column in KEY_COLUMNS)
+    if not shape:
+        raise ValueError("empty shape")
+    return (op, backend, dtype, int(rows), int(cols), str(shape), float(p), direction, timer)
+
+
+def read_csv_text(text: str) -> list[dict] | None:
+    """The rows of a results CSV's text, every cell a string; None if its header is not a known version's.
+
+    Rows of files from before the shape column get one: rows x cols.
+    """
+    if text.startswith(HEADER):
+        return list(csv.DictReader(io.StringIO(text)))
+    if text.startswith(HEADER_WITHOUT_SHAPE):
+        rows = list(csv.DictReader(io.StringIO(text)))
+        return [{column: row.get(column, "") if column != "shape" else legacy_shape(row["rows"], row["cols"])
+                 for column in COLUMNS} for row in rows]
+    return None
 
 
 def _cell(value, exact: bool = False) -> str:
@@ -146,18 +165,31 @@ class ResultsFile:
         if not data:
             return []
         text = data.decode("utf-8")
-        if not text.startswith(HEADER):
+        rows = read_csv_text(text)
+        if rows is None:
             raise ResultsError(
                 f"{self.path} exists but its header is not this version's columns "
                 f"(bench.schema.COLUMNS); give another results.path"
             )
-        rows = list(csv.DictReader(io.StringIO(text)))
         for line, row in enumerate(rows, start=2):
             try:
                 key_of(row)
             except (TypeError, ValueError, KeyError):
                 raise ResultsError(f"{self.path}: line {line} has a malformed key: {row}") from None
+        if not text.startswith(HEADER):
+            self._rewrite(rows)
         return rows
+
+    def _rewrite(self, rows: list[dict]) -> None:
+        """Replace a file of an older version by the same rows in this version's columns, atomically."""
+        log.warning("%s: written before the shape column; rewriting it with shape = rows x cols to append to it",
+                    self.path)
+        temporary = self.path.with_name(self.path.name + ".upgrading")
+        with open(temporary, "w", newline="", encoding="utf-8") as file:
+            file.write(HEADER + "".join(format_line(row) for row in rows))
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, self.path)
 
     def _append(self, line: str) -> None:
         # One write() per complete line, then to disk: a crash loses at most this line.

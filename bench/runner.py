@@ -4,7 +4,8 @@ Correctness is checked once per (op, backend, dtype, p), on a check-sized tensor
 (bench.check), and that verdict holds for every shape of the sweep; at each
 shape only the output's shape and dtype are checked again. An implementation
 found incorrect is never timed. Any exception at one point (an OOM included)
-becomes rows with its status and message, and the sweep goes on.
+becomes rows with its status and message, and the sweep goes on. In-place ops
+have no fwd+bwd timing (bench.steps says why): those rows are written as skipped.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import gc
 import logging
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -22,11 +23,11 @@ from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
 from baselines import compiled
-from bench import check, plan, registry, results, summary
+from bench import check, families, plan, registry, results, summary
 from bench.check import TORCH_DTYPES, Verdict
 from bench.memory import peak_bytes, saved_bytes
-from bench.schema import COPY, DTYPE_BYTES, PASSES
-from bench.steps import make_step
+from bench.schema import DTYPE_BYTES, PASSES
+from bench.steps import INPLACE_FWD_BWD, calls_for, make_step
 from bench.timing import measure
 
 log = logging.getLogger(__name__)
@@ -62,8 +63,11 @@ def _sync(device: str) -> None:
         torch.cuda.synchronize()
 
 
-def _free_memory(device: str) -> None:
-    gc.collect()
+def _free_memory(device: str, collect: bool = True) -> None:
+    """Give cached GPU memory back; collect=True also runs the garbage collector (~0.2 s with
+    torch and inductor loaded: after failures, whose tracebacks may pin tensors in cycles)."""
+    if collect:
+        gc.collect()
     if device == "cuda":
         torch.cuda.empty_cache()
 
@@ -86,8 +90,8 @@ class Sweep:
                timing=None, config: str = "", saved=None, peak=None) -> None:
         row = {
             "op": point.op, "backend": point.backend, "dtype": point.dtype, "rows": point.rows,
-            "cols": point.cols, "numel": point.numel, "p": float(point.p), "direction": direction,
-            "timer": timer, "saved_bytes": saved, "peak_bytes": peak, "config": config,
+            "cols": point.cols, "shape": point.shape_text, "numel": point.numel, "p": float(point.p),
+            "direction": direction, "timer": timer, "saved_bytes": saved, "peak_bytes": peak, "config": config,
             "status": status, "error": error, "timestamp": results.utc_now(), **self.env,
         }
         if timing is not None:
@@ -97,9 +101,9 @@ class Sweep:
     def _throughput(self, point, direction, timer, timing) -> dict:
         ms, passes = timing.median, PASSES[direction]
         self.ms[point.key(direction, timer)] = ms  # first: a copy row is its own reference
-        copy_ms = self.ms.get((COPY, COPY, point.dtype, point.rows, point.cols, plan.COPY_P, "fwd", timer))
-        eager_ms = self.ms.get(
-            (point.op, "eager", point.dtype, point.rows, point.cols, float(point.p), direction, timer))
+        # A copy depends only on numel: every shape of these rows and cols reads the same one.
+        copy_ms = self.ms.get(plan.copy_key(point.dtype, point.rows, point.cols, timer))
+        eager_ms = self.ms.get(replace(point, backend="eager").key(direction, timer))
         return {
             "ms_median": ms, "ms_p20": timing.p20, "ms_p80": timing.p80,
             "gbps": 2 * point.numel * DTYPE_BYTES[point.dtype] * passes / (ms * 1e-3) / 1e9,
@@ -150,12 +154,12 @@ class Sweep:
         else:
             failed = None
         # Outside the except block, so the traceback no longer pins the point's tensors.
-        _free_memory(self.device)
+        _free_memory(self.device, collect=failed is not None)
         if failed:
             self._write_failed(point, todo, *failed)
 
     def _inputs(self, point):
-        x = torch.randn(point.rows, point.cols, dtype=TORCH_DTYPES[point.dtype], device=self.device)
+        x = torch.randn(point.shape, dtype=TORCH_DTYPES[point.dtype], device=self.device)
         return x, torch.randn_like(x)
 
     def _measure_copy(self, point, todo) -> None:
@@ -171,34 +175,43 @@ class Sweep:
         # check's other layouts leave nothing behind). Resets no Triton autotune cache.
         torch._dynamo.reset()
         impl = registry.get(point.op, point.backend)
+        inplace = families.of(point.op).inplace
         x, grad_out = self._inputs(point)
-        x.requires_grad_()  # the training setting: autograd records, and the op saves what it needs
-
-        def forward():
-            return impl(x, point.p, self.seed, self.dim)
+        # The training setting: x requires grad, autograd records and the op saves what it needs
+        # (in-place ops: see bench.steps).
+        calls = calls_for(lambda tensor: impl(tensor, point.p, self.seed, self.dim), x, inplace)
 
         # The first calls autotune (Triton) or compile (torch.compile): excluded from timing, reported in config.
+        first = {}
         started = time.perf_counter()
-        y = forward()
+        y = calls.forward()
         _sync(self.device)
-        first_ms = (time.perf_counter() - started) * 1e3
-        if tuple(y.shape) != (point.rows, point.cols) or y.dtype != x.dtype:
+        first["first_call_ms"] = (time.perf_counter() - started) * 1e3
+        if tuple(y.shape) != point.shape or y.dtype != x.dtype:
             self._write_failed(point, todo, "incorrect",
-                               f"output is {tuple(y.shape)} {y.dtype}, expected {(point.rows, point.cols)} {x.dtype}")
+                               f"output is {tuple(y.shape)} {y.dtype}, expected {point.shape} {x.dtype}")
             return
+        if inplace:  # the timed fwd had no graph; the op with one (through a clone) is another first call
+            started = time.perf_counter()
+            y = calls.graph_forward()
+            _sync(self.device)
+            first["first_grad_call_ms"] = (time.perf_counter() - started) * 1e3
         started = time.perf_counter()
-        torch.autograd.grad(y, x, grad_out)
+        torch.autograd.grad(y, calls.leaf, grad_out)
         _sync(self.device)
-        first_bwd_ms = (time.perf_counter() - started) * 1e3
+        first["first_bwd_ms"] = (time.perf_counter() - started) * 1e3
         del y
-        config = " ".join(part for part in [impl.chosen_config(), f"first_call_ms={first_ms:.1f}",
-                                            f"first_bwd_ms={first_bwd_ms:.1f}"] if part)
+        config = " ".join([impl.chosen_config(), *(f"{name}={ms:.1f}" for name, ms in first.items())]).strip()
         log.info("%s: %s", point.label(), config)
 
-        saved = saved_bytes(forward)
-        peak = peak_bytes(lambda: torch.autograd.grad(forward(), x, grad_out), self.device)
-        self._time(point, todo, lambda direction: make_step(direction, forward, x, grad_out),
+        # Memory of the training step, through the clone for in-place ops (the clone stands for the
+        # output an out-of-place op allocates).
+        saved = saved_bytes(calls.graph_forward)
+        peak = peak_bytes(lambda: torch.autograd.grad(calls.graph_forward(), calls.leaf, grad_out), self.device)
+        timed = [(direction, timer) for direction, timer in todo if calls.fwd_bwd or direction != "fwd+bwd"]
+        self._time(point, timed, lambda direction: make_step(direction, calls, grad_out),
                    config=config, saved=saved, peak=peak)
+        self._write_failed(point, [key for key in todo if key not in timed], "skipped", INPLACE_FWD_BWD)
 
     def _time(self, point, todo, step_for, **extra) -> None:
         """Time each (direction, timer) of todo; a failure fails only its own row."""

@@ -6,11 +6,12 @@ bench.compare); this module is the one place that defines it. No torch here.
 
 #: Every column, in file order. Units are in the names where they are not obvious.
 COLUMNS = [
-    "op",                # dropout | variational | copy (the reference device-to-device copy)
+    "op",                # one of OPS | copy (the reference device-to-device copy)
     "backend",           # triton_seeded | triton_variational | eager | compile | copy
     "dtype",             # fp16 | bf16 | fp32 | fp64
-    "rows",              # leading size of the (rows, cols) input
-    "cols",              # trailing size
+    "rows",              # the input's first dim (N of a channel op's (N, C, ...) input)
+    "cols",              # numel // rows: the input read as (rows, cols)
+    "shape",             # the whole input shape, e.g. 8192x192x16x16 for a channel op's (N, C, H, W)
     "numel",             # rows * cols
     "p",                 # drop probability
     "direction",         # fwd | bwd | fwd+bwd
@@ -38,11 +39,17 @@ COLUMNS = [
 ]
 
 #: The columns that name one measurement; a results file has each combination once.
-KEY_COLUMNS = ["op", "backend", "dtype", "rows", "cols", "p", "direction", "timer"]
+#: shape is part of it: two channel-op shapes (32x64x112x112, 32x256x56x56) share rows and cols.
+KEY_COLUMNS = ["op", "backend", "dtype", "rows", "cols", "shape", "p", "direction", "timer"]
+#: The columns of files written before `shape` existed; readers fill it in as legacy_shape(rows, cols).
+COLUMNS_WITHOUT_SHAPE = [column for column in COLUMNS if column != "shape"]
 
 #: Dropout operators; rows with op == "copy" (backend "copy", direction "fwd") are the
-#: device-to-device copy of the same tensor that pct_of_copy is measured against.
-OPS = ["dropout", "variational"]
+#: device-to-device copy of a (rows, cols) tensor that pct_of_copy is measured against.
+OPS = ["dropout", "variational", "dropout_inplace", "dropout1d", "dropout2d", "dropout3d",
+       "feature_dropout", "alpha_dropout", "feature_alpha_dropout"]
+#: The two ops the default sweep, the CI preset and the perf suite measure.
+CORE_OPS = ["dropout", "variational"]
 COPY = "copy"
 BACKENDS = ["triton_seeded", "triton_variational", "eager", "compile", "copy"]
 DTYPES = ["fp16", "bf16", "fp32", "fp64"]
@@ -55,3 +62,13 @@ DTYPE_BYTES = {"fp16": 2, "bf16": 2, "fp32": 4, "fp64": 8}
 
 #: How many read-one-write-one passes over the tensor each direction makes.
 PASSES = {"fwd": 1, "bwd": 1, "fwd+bwd": 2}
+
+
+def shape_text(shape) -> str:
+    """The `shape` column's text: (8192, 192, 16, 16) -> '8192x192x16x16'."""
+    return "x".join(str(int(size)) for size in shape)
+
+
+def legacy_shape(rows, cols) -> str:
+    """The shape of a row written before the column existed: every input was (rows, cols)."""
+    return shape_text((rows, cols))

@@ -30,16 +30,16 @@ def best_table(rows: list[dict]) -> list[str]:
         if row["timer"] == timer:
             groups[(row["op"], row["dtype"], float(row["p"]), row["direction"])].append(row)
     lines = [f"best backend at the largest shape (timer={timer}):",
-             f"  {'op':<12}{'dtype':<6}{'p':>5}  {'direction':<9}{'shape':>14}  {'backend':<19}"
+             f"  {'op':<22}{'dtype':<6}{'p':>5}  {'direction':<9}{'shape':>18}  {'backend':<19}"
              f"{'ms':>10}{'% of copy':>11}{'x eager':>9}"]
     order = {direction: index for index, direction in enumerate(DIRECTIONS)}
     ordered = sorted(groups.items(), key=lambda item: (*item[0][:3], order[item[0][3]]))
     for (op, dtype, p, direction), group in ordered:
-        largest = max(int(row["numel"]) for row in group)
-        best = min((row for row in group if int(row["numel"]) == largest), key=lambda row: float(row["ms_median"]))
+        largest = max(group, key=lambda row: int(row["numel"]))["shape"]  # two shapes may share a numel
+        best = min((row for row in group if row["shape"] == largest), key=lambda row: float(row["ms_median"]))
         pct, speedup = _number(best["pct_of_copy"]), _number(best["speedup_vs_eager"])
         lines.append(
-            f"  {op:<12}{dtype:<6}{p:>5g}  {direction:<9}{best['rows'] + 'x' + best['cols']:>14}  "
+            f"  {op:<22}{dtype:<6}{p:>5g}  {direction:<9}{best['shape']:>18}  "
             f"{best['backend']:<19}{float(best['ms_median']):>10.4g}"
             f"{'' if pct is None else f'{pct:.1f}':>11}{'' if speedup is None else f'{speedup:.2f}':>9}"
         )
@@ -52,7 +52,7 @@ def failures(rows: list[dict]) -> list[str]:
     for row in rows:
         if row["status"] in FAILED:
             grouped[(row["status"], row["op"], row["backend"], row["dtype"], row["p"], row["error"])].add(
-                f"{row['rows']}x{row['cols']}")
+                row["shape"])
     lines = []
     for (status, op, backend, dtype, p, error), shapes in sorted(grouped.items()):
         shown = ", ".join(sorted(shapes, key=lambda shape: int(shape.split("x")[0])))

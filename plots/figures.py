@@ -1,9 +1,9 @@
-"""Draw one figure from the rows of one facet (one timer, op, dtype, p and cols).
+"""Draw one figure from the rows of one facet (one timer, op, dtype, p and series of shapes).
 
 Figures are built on matplotlib.figure.Figure, never pyplot, so no GUI backend
 is ever chosen and nothing global is left behind: saving renders with Agg.
-Every figure takes the same arguments, (rows, copy, style, title), so the
-caller can treat them alike. Rows whose status is not "ok" are never drawn as
+Every figure against rows takes the same arguments, (rows, copy, style, title), so the
+caller can treat them alike; `shapes` draws the shapes not swept over rows. Rows whose status is not "ok" are never drawn as
 values: they leave a gap in the line and an "x" at the bottom of the axes.
 """
 
@@ -209,6 +209,57 @@ def pct_of_copy(rows: pd.DataFrame, copy: pd.DataFrame, style: Style, title: str
         ],
         loc="outside lower center", ncols=2, frameon=False,
     )
+    return figure
+
+
+def shapes(rows: pd.DataFrame, style: Style, title: str) -> Figure:
+    """% of copy throughput per shape, bars per backend (and run), one panel per direction.
+
+    For shapes that are not part of a sweep over rows (a channel op's conv shapes): one
+    bar each instead of a one-point line. Each shape is read against its own copy
+    (same rows and cols), so shapes of different sizes compare on one axis.
+    """
+    directions = _directions(rows)
+    ordered = rows.assign(_numel=rows["rows"] * rows["cols"]).sort_values(["_numel", "shape"], kind="stable")
+    shape_names = list(pd.unique(ordered["shape"]))
+    slots = [(backend, run) for backend in style.backends for run in style.runs
+             if ((rows["backend"] == backend) & (rows["run"] == run)).any()]
+    bar_width = 0.8 / max(len(slots), 1)
+    width = max(8.0, 0.35 * len(slots) * len(shape_names) + 1.5)
+    figure = Figure(figsize=(width + LEGEND_WIDTH, 0.6 + 2.6 * len(directions)), layout="constrained")
+    axes = figure.subplots(len(directions), 1, squeeze=False, sharex=True)[:, 0]
+    for axis, direction in zip(axes, directions):
+        here = rows[rows["direction"] == direction]
+        for slot, (backend, run) in enumerate(slots):
+            for group, shape in enumerate(shape_names):
+                point = here[(here["backend"] == backend) & (here["run"] == run) & (here["shape"] == shape)]
+                if point.empty:
+                    continue
+                point = point.iloc[0]
+                position = group + (slot - (len(slots) - 1) / 2) * bar_width
+                if point["status"] != "ok":
+                    axis.plot(position, NOT_OK_Y, color=style.color(backend), marker="x", markersize=8,
+                              markeredgewidth=2, linestyle="none", transform=axis.get_xaxis_transform(),
+                              clip_on=False)
+                    continue
+                value = float(point["pct_of_copy"])
+                if math.isnan(value):  # ok, but no copy of this size was measured
+                    continue
+                axis.bar(position, value, width=bar_width, color=style.color(backend), hatch=style.hatch(run),
+                         edgecolor="white")
+                axis.annotate(f"{value:.0f}", (position, value), ha="center", va="bottom", fontsize=7,
+                              xytext=(0, 2), textcoords="offset points")
+        axis.axhline(100.0, color=style.color(schema.COPY), linestyle="--", linewidth=1)
+        axis.set_title(direction)
+        axis.set_ylabel("% of copy")
+        axis.margins(y=0.15)
+        axis.set_ylim(bottom=0)
+        axis.grid(True, axis="y", alpha=0.3)
+    axes[-1].set_xticks(range(len(shape_names)), shape_names, rotation=15)
+    axes[-1].set_xlabel("input shape (each against a copy of its own size)")
+    figure.suptitle(f"% of copy per shape — {title}")
+    extra = [Line2D([], [], color=style.color(schema.COPY), linestyle="--", label="copy (100%)")]
+    _legend(figure, style, rows, with_band=False, extra=extra, runs_as_hatches=True)
     return figure
 
 

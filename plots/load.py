@@ -7,19 +7,20 @@ and the CLI can print the message instead of a traceback.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import pandas as pd
 
 from bench import schema
 
-#: Columns the figures read. `timer` and `run_id` may be absent (older files).
+#: Columns the figures read. `timer`, `shape` and `run_id` may be absent (older files).
 REQUIRED = [
     "op", "backend", "dtype", "rows", "cols", "p", "direction",
     "ms_median", "ms_p20", "ms_p80", "gbps", "pct_of_copy", "speedup_vs_eager",
     "saved_bytes", "peak_bytes", "status", "device",
 ]
-TEXT = ["op", "backend", "dtype", "direction", "timer", "status", "device", "run_id"]
+TEXT = ["op", "backend", "dtype", "shape", "direction", "timer", "status", "device", "run_id"]
 NUMBERS = [
     "rows", "cols", "p", "ms_median", "ms_p20", "ms_p80", "gbps", "pct_of_copy",
     "speedup_vs_eager", "saved_bytes", "peak_bytes",
@@ -113,6 +114,7 @@ def read_csv(path: Path) -> pd.DataFrame:
     frame["rows"] = frame["rows"].astype("int64")
     frame["cols"] = frame["cols"].astype("int64")
     frame["device"] = frame["device"].fillna("unknown device")
+    _check_shapes(frame, path)
 
     key = [column for column in schema.KEY_COLUMNS if column in frame.columns]
     repeated = frame.duplicated(subset=key, keep=False)
@@ -122,6 +124,21 @@ def read_csv(path: Path) -> pd.DataFrame:
             f"{path}: line {line} repeats a measurement ({', '.join(key)} must be unique)"
         )
     return frame
+
+
+def _check_shapes(frame: pd.DataFrame, path: Path) -> None:
+    """Fill `shape` in files from before it (rows x cols); else each must be rows x (dims of cols)."""
+    if "shape" not in frame.columns:
+        frame["shape"] = [schema.legacy_shape(rows, cols) for rows, cols in zip(frame["rows"], frame["cols"])]
+        return
+    for line, (shape, rows, cols) in enumerate(zip(frame["shape"], frame["rows"], frame["cols"]), start=2):
+        try:
+            sizes = [int(size) for size in str(shape).split("x")]
+        except ValueError:
+            sizes = []
+        if pd.isna(shape) or len(sizes) < 2 or sizes[0] != rows or math.prod(sizes[1:]) != cols:
+            raise ResultsError(f"{path}: line {line} has shape {'empty' if pd.isna(shape) else repr(shape)}; "
+                               f"expected {rows}x... with the rest multiplying to cols = {cols}")
 
 
 def _run_labels(results: pd.DataFrame, paths: list[Path]) -> pd.Series:

@@ -1,7 +1,11 @@
 """Split results into facets, draw every figure for each, and save it as PNG and SVG.
 
-A facet is one (timer, op, dtype, p, cols): everything on one figure shares
-them, so timers are never mixed and the file name says exactly what is shown.
+A facet is one (timer, op, dtype, p) and one series of shapes that differ only in
+rows: (rows, cols) for 2-D inputs, (N, C, spatial...) with the same (C, spatial...)
+for channel ops. Everything on one figure shares them, so timers are never mixed, no
+two points sit at the same rows, and the file name says exactly what is shown. Shapes
+that are the only one of their series (a channel op's conv shapes) are not a line
+against rows: they go into one `shapes` bar chart per (timer, op, dtype, p).
 """
 
 from __future__ import annotations
@@ -16,39 +20,49 @@ from bench import schema
 from plots import figures
 from plots.load import ResultsError
 
-#: Figure kind (the file-name prefix) and the function that draws it.
+#: Figure kind (the file-name prefix) and the function that draws it, for each rows series.
 KINDS = {
     "gbps": figures.throughput,
     "pct_of_copy": figures.pct_of_copy,
     "speedup": figures.speedup,
     "memory": figures.memory,
 }
+#: The file-name prefix of the figure of shapes not swept over rows.
+SHAPES_KIND = "shapes"
 FORMATS = ["png", "svg"]
 DPI = 150
+_SERIES = ["timer", "op", "dtype", "p", "per_row"]
 
 
 @dataclass(frozen=True)
 class Facet:
-    """What one figure holds: one timer, op, dtype, drop probability and cols."""
+    """What one figure holds: one timer, op, dtype and drop probability, and shapes rows x per_row.
+
+    per_row is the shape after its first dim: '49152' for a (rows, 49152) input,
+    '192x16x16' for an (N, 192, 16, 16) one; cols is its product.
+    """
 
     timer: str
     op: str
     dtype: str
     p: float
     cols: int
+    per_row: str
 
     def stem(self, kind: str) -> str:
-        return f"{kind}-{self.op}-{self.dtype}-p{self.p:g}-cols{self.cols}-{self.timer}"
+        shape = f"cols{self.cols}" if "x" not in self.per_row else f"shapeNx{self.per_row}"
+        return f"{kind}-{self.op}-{self.dtype}-p{self.p:g}-{shape}-{self.timer}"
 
     def title(self, devices: list[str]) -> str:
-        return (f"{self.op}, {self.dtype}, p={self.p:g}, cols={self.cols}, "
-                f"timer {self.timer}\n{' vs '.join(devices)}")
+        shape = f"cols={self.cols}" if "x" not in self.per_row else f"shape N x {self.per_row}"
+        return f"{self.op}, {self.dtype}, p={self.p:g}, {shape}, timer {self.timer}\n{' vs '.join(devices)}"
 
     def select(self, results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         """This facet's dropout rows, and the copy rows of the same dtype, cols and timer."""
         same = ((results["timer"] == self.timer) & (results["dtype"] == self.dtype)
                 & (results["cols"] == self.cols))
-        rows = results[same & (results["op"] == self.op) & (results["p"] == self.p)]
+        rows = results[same & (results["op"] == self.op) & (results["p"] == self.p)
+                       & (_per_row(results) == self.per_row)]
         copy = results[same & (results["op"] == schema.COPY)]
         # A copy does not depend on p; if it was recorded once per p, keep one per size,
         # the one with this p when there is one, an ok one before a failed one.
@@ -59,15 +73,60 @@ class Facet:
         return rows, copy
 
 
-def facets(results: pd.DataFrame) -> list[Facet]:
-    """Every facet with dropout rows, in schema order of timer, op and dtype."""
+@dataclass(frozen=True)
+class ShapesFacet:
+    """The shapes of one timer, op, dtype and p that are the only one of their series, on one bar chart."""
+
+    timer: str
+    op: str
+    dtype: str
+    p: float
+
+    def stem(self) -> str:
+        return f"{SHAPES_KIND}-{self.op}-{self.dtype}-p{self.p:g}-{self.timer}"
+
+    def title(self, devices: list[str]) -> str:
+        return f"{self.op}, {self.dtype}, p={self.p:g}, timer {self.timer}\n{' vs '.join(devices)}"
+
+    def select(self, results: pd.DataFrame) -> pd.DataFrame:
+        series = _series(results)
+        return series[series["single"] & (series["timer"] == self.timer) & (series["op"] == self.op)
+                      & (series["dtype"] == self.dtype) & (series["p"] == self.p)]
+
+
+def _per_row(results: pd.DataFrame) -> pd.Series:
+    """Each row's shape after its first dim."""
+    return results["shape"].str.split("x", n=1).str[1]
+
+
+def _series(results: pd.DataFrame) -> pd.DataFrame:
+    """The dropout rows with `per_row` and `single`: whether their series has only one rows value."""
     dropout = results[results["op"] != schema.COPY]
-    keys = dropout[["timer", "op", "dtype", "p", "cols"]].drop_duplicates()
-    found = [Facet(row.timer, row.op, row.dtype, float(row.p), int(row.cols))
-             for row in keys.itertuples(index=False)]
+    dropout = dropout.assign(per_row=_per_row(dropout))
+    sizes = dropout.groupby(_SERIES)["rows"].transform("nunique")
+    return dropout.assign(single=sizes == 1)
+
+
+def _order(facet) -> tuple:
     order = {name: rank for rank, name in enumerate(schema.TIMERS + schema.OPS + schema.DTYPES)}
-    return sorted(found, key=lambda facet: (order.get(facet.timer, -1), order[facet.op],
-                                            order[facet.dtype], facet.p, facet.cols))
+    return order.get(facet.timer, -1), order[facet.op], order[facet.dtype], facet.p
+
+
+def facets(results: pd.DataFrame) -> list[Facet]:
+    """Every series of dropout rows over at least two rows values, in schema order of timer, op and dtype."""
+    series = _series(results)
+    keys = series.loc[~series["single"], _SERIES + ["cols"]].drop_duplicates()
+    found = [Facet(row.timer, row.op, row.dtype, float(row.p), int(row.cols), row.per_row)
+             for row in keys.itertuples(index=False)]
+    return sorted(found, key=lambda facet: (*_order(facet), facet.cols, facet.per_row))
+
+
+def shapes_facets(results: pd.DataFrame) -> list[ShapesFacet]:
+    """Every (timer, op, dtype, p) with shapes that are alone in their series, in the same order."""
+    series = _series(results)
+    keys = series.loc[series["single"], ["timer", "op", "dtype", "p"]].drop_duplicates()
+    found = [ShapesFacet(row.timer, row.op, row.dtype, float(row.p)) for row in keys.itertuples(index=False)]
+    return sorted(found, key=_order)
 
 
 def write_all(results: pd.DataFrame, out_dir: str | Path, timer: str | None = None) -> list[Path]:
@@ -89,6 +148,10 @@ def write_all(results: pd.DataFrame, out_dir: str | Path, timer: str | None = No
         for kind, draw in KINDS.items():
             figure = draw(rows, copy, style, facet.title(devices))
             written += save(figure, out_dir / facet.stem(kind))
+    for facet in shapes_facets(results):
+        rows = facet.select(results)
+        figure = figures.shapes(rows, style, facet.title(list(pd.unique(rows["device"]))))
+        written += save(figure, out_dir / facet.stem())
     return written
 
 

@@ -6,8 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench import check, registry
+from bench import check, families, registry
 from bench.registry import Implementation
+from kernels import reference
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 P = 0.5
@@ -20,7 +21,7 @@ def run_check(impl, dtype="fp32", p=P, dim=0):
     return check.check(impl, dtype, p, DEVICE, SEED, dim, numel=NUMEL)
 
 
-def element_impl(mask_fn, backend="eager", seeded=False):
+def element_impl(mask_fn, backend="eager", seeded=False, op="dropout"):
     """An element dropout whose keep mask comes from mask_fn(x); backward reuses it (saved)."""
     class Dropout(torch.autograd.Function):
         @staticmethod
@@ -35,18 +36,39 @@ def element_impl(mask_fn, backend="eager", seeded=False):
             (keep,) = ctx.saved_tensors
             return grad * keep / (1 - ctx.p), None
 
-    return Implementation("dropout", backend, lambda x, p, seed, dim: Dropout.apply(x, p), seeded)
+    return Implementation(op, backend, lambda x, p, seed, dim: Dropout.apply(x, p), seeded)
+
+
+def channel_impl(channel_keep, op="dropout2d"):
+    """A channel dropout whose (N, C) keep mask comes from channel_keep(x, p), broadcast over the spatial dims."""
+    def keep(x, p):
+        return channel_keep(x, p).reshape(*x.shape[:2], *[1] * (x.dim() - 2)).expand(x.shape)
+
+    return element_impl(keep, op=op)
 
 
 def bernoulli_keep(x, p):
     return torch.rand(x.shape, device=x.device) >= p
 
 
-@pytest.mark.parametrize("op, backend", [("dropout", "eager"), ("variational", "eager"),
-                                         ("dropout", "triton_seeded"), ("variational", "triton_variational")])
-def test_real_implementations_pass(op, backend):
+def seeded_backend(op):
+    return "triton_variational" if op == "variational" else "triton_seeded"
+
+
+@pytest.mark.parametrize("op", registry.ops())
+@pytest.mark.parametrize("kind", ["seeded", "eager"])
+def test_every_op_passes(op, kind):
+    backend = seeded_backend(op) if kind == "seeded" else "eager"
     verdict = run_check(registry.get(op, backend))
     assert verdict.ok, f"{op}/{backend} failed its check: {verdict.reason}"
+
+
+@pytest.mark.parametrize("op", ["dropout_inplace", "feature_alpha_dropout"])
+def test_compiled_in_place_and_channel_alpha_dropout_pass(op):
+    # The other compile backends pass in the op=all smoke sweep (test_runner); these two are the
+    # new check branches torch.compile is likeliest to get wrong: an input mutation, and channels-last.
+    verdict = run_check(registry.get(op, "compile"))
+    assert verdict.ok, f"{op}/compile failed its check: {verdict.reason}"
 
 
 def test_variational_shared_along_the_other_dim_passes():
@@ -170,10 +192,138 @@ def test_mask_statistics_accept_p_zero_and_one():
 
 @pytest.mark.parametrize("op, dim", [("dropout", 0), ("variational", 0), ("variational", 1)])
 def test_check_shape_is_big_enough_and_in_whole_groups_of_four(op, dim):
-    rows, cols = check.check_shape(op, 65536, dim)
+    rows, cols = check.check_shape(families.of(op).mask, 65536, dim)
     assert rows * cols >= 65536 and rows % 4 == 0 and cols % 4 == 0
     if op == "variational":
         assert (rows, cols)[1 - dim] >= 4096, "the mask itself needs enough elements for the statistics"
+
+
+@pytest.mark.parametrize("op", families.channel_ops())
+def test_channel_check_shape_has_the_ops_rank_and_enough_channels(op):
+    family = families.of(op)
+    shape = check.check_shape(family.mask, 65536, 0, family.rank)
+    assert len(shape) == family.rank and all(size > 1 for size in shape), shape
+    n, c, *spatial = shape
+    assert n * c >= 4096 and n % 4 == 0 and c % 4 == 0, "the (N, C) mask needs enough channels"
+    assert n * c * torch.tensor(spatial).prod() >= 65536
+
+
+# ---- alpha dropout --------------------------------------------------------------------------------
+
+
+def test_alpha_dropout_with_a_wrong_shift_is_incorrect():
+    impl = Implementation("alpha_dropout", "eager",
+                          lambda x, p, seed, dim: F.alpha_dropout(x, p, training=True) + 0.05, False)
+    verdict = run_check(impl)
+    assert verdict.status == "incorrect", "B off by 0.05 was not caught"
+    assert "forward" in verdict.reason and ("x * A + B" in verdict.reason or "A * a' + B" in verdict.reason), verdict
+
+
+def test_plain_dropout_passed_off_as_alpha_dropout_is_incorrect():
+    impl = Implementation("alpha_dropout", "eager", lambda x, p, seed, dim: F.dropout(x, p, training=True), False)
+    verdict = run_check(impl)
+    assert verdict.status == "incorrect" and "is not x * A + B" in verdict.reason, verdict
+
+
+def test_alpha_backward_without_its_scale_is_incorrect():
+    class AlphaDropout(torch.autograd.Function):
+        @staticmethod
+        def forward(ctx, x, p):
+            keep = bernoulli_keep(x, p)
+            a, b = reference.alpha_affine(p)
+            ctx.save_for_backward(keep)
+            return torch.where(keep, x * a + b, torch.full_like(x, a * reference.ALPHA_PRIME + b))
+
+        @staticmethod
+        def backward(ctx, grad):
+            (keep,) = ctx.saved_tensors
+            return grad * keep, None  # the bug: forgets A
+
+    impl = Implementation("alpha_dropout", "eager", lambda x, p, seed, dim: AlphaDropout.apply(x, p), False)
+    verdict = run_check(impl)
+    assert verdict.status == "incorrect" and "backward kept value 1 is not A" in verdict.reason, verdict
+
+
+# ---- channel dropout ------------------------------------------------------------------------------
+
+
+def test_channel_dropout_whose_mask_varies_along_spatial_positions_is_incorrect():
+    element = Implementation("dropout2d", "eager", lambda x, p, seed, dim: F.dropout(x, p, training=True), False)
+    verdict = run_check(element)
+    assert verdict.status == "incorrect" and "varies across the spatial positions" in verdict.reason, verdict
+
+
+def test_groups_of_four_channels_sharing_one_decision_are_incorrect():
+    def grouped(x, p):  # the inductor bug, on channels: one decision for 4 adjacent channels
+        n, c = x.shape[:2]
+        return (torch.rand(n, c // 4, device=x.device) >= p).repeat_interleave(4, dim=1)
+
+    verdict = run_check(channel_impl(grouped))
+    assert verdict.status == "incorrect" and "channel mask" in verdict.reason, verdict
+    assert "correlated" in verdict.reason or "groups of 4" in verdict.reason, verdict.reason
+
+
+def test_a_channel_bug_on_channels_last_input_only_is_caught_and_named():
+    def dropout2d(x, p, seed, dim):  # right on contiguous input, element dropout on channels-last
+        if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            return F.dropout(x, p, training=True)
+        return F.dropout2d(x, p, training=True)
+
+    verdict = run_check(Implementation("dropout2d", "eager", dropout2d, False))
+    assert verdict.status == "incorrect" and verdict.reason.startswith("channels-last input"), verdict
+
+
+def test_seeded_channel_dropout_off_the_reference_is_incorrect():
+    triton_seeded = registry.get("dropout3d", "triton_seeded")
+    off_by_one = Implementation("dropout3d", "triton_seeded",
+                                lambda x, p, seed, dim: triton_seeded(x, p, seed + 1, dim), True)
+    verdict = run_check(off_by_one)
+    assert verdict.status == "incorrect" and "kernels.reference" in verdict.reason, verdict
+
+
+def test_channel_mask_is_checked_as_an_n_by_c_mask():
+    # A correct channel dropout: its (N, C) mask passes the statistics, although per element
+    # (16 equal decisions in a row) it would look hopelessly correlated.
+    verdict = run_check(channel_impl(lambda x, p: torch.rand(x.shape[:2], device=x.device) >= p))
+    assert verdict.ok, verdict.reason
+
+
+# ---- in-place dropout -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("backend", ["triton_seeded", "eager"])
+@pytest.mark.parametrize("p", [0.0, 1.0])
+def test_in_place_passes_at_p_zero_and_one(backend, p):
+    verdict = run_check(registry.get("dropout_inplace", backend), p=p)
+    assert verdict.ok, verdict.reason
+
+
+def test_in_place_op_returning_a_new_tensor_is_incorrect():
+    out_of_place = Implementation("dropout_inplace", "eager",
+                                  lambda x, p, seed, dim: F.dropout(x, p, training=True), False)
+    verdict = run_check(out_of_place)
+    assert verdict.status == "incorrect" and "returned a new tensor" in verdict.reason, verdict
+
+
+def test_in_place_op_that_overwrites_a_leaf_requiring_grad_is_incorrect():
+    def dropout_(x, p, seed, dim):
+        if x.is_leaf and x.requires_grad:
+            with torch.no_grad():  # the bug: autograd would differentiate values that are gone
+                return F.dropout(x, p, training=True, inplace=True)
+        return F.dropout(x, p, training=True, inplace=True)
+
+    verdict = run_check(Implementation("dropout_inplace", "eager", dropout_, False))
+    assert verdict.status == "incorrect" and "leaf that requires grad: no error" in verdict.reason, verdict
+
+
+def test_in_place_op_that_hides_its_write_from_autograd_is_incorrect():
+    def dropout_(x, p, seed, dim):
+        with torch.no_grad():  # the bug: backward sees an identity, not the mask
+            F.dropout(x, p, training=True, inplace=True)
+        return x
+
+    verdict = run_check(Implementation("dropout_inplace", "eager", dropout_, False))
+    assert verdict.status == "incorrect" and "backward does not use the forward's mask" in verdict.reason, verdict
 
 
 def test_random_inputs_are_never_zero():

@@ -26,6 +26,7 @@ def row(**overrides) -> dict:
         "run_id": "r1",
     }
     values.update(overrides)
+    values.setdefault("shape", f"{values['rows']}x{values['cols']}")
     if "ms_median" in overrides and "ms_p20" not in overrides:
         values["ms_p20"] = values["ms_median"] * 0.99
         values["ms_p80"] = values["ms_median"] * 1.01
@@ -252,3 +253,39 @@ def test_module_entry_point_runs_without_torch(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 1, done.stderr
     assert "Regressions (1)" in done.stdout
+
+
+def test_a_file_without_the_shape_column_still_pairs_with_a_new_one(tmp_path):
+    old = tmp_path / "old.csv"
+    pd.DataFrame([row(), row(op="copy", backend="copy")]).drop(columns="shape").to_csv(old, index=False)
+    new = write(tmp_path / "new.csv", [row(ms_median=1.5), row(op="copy", backend="copy")])
+    result = cmp.compare(cmp.load_results(str(old)), cmp.load_results(new))
+    assert list(cmp.load_results(str(old))["shape"]) == ["4096x4096", "4096x4096"], "shape = rows x cols"
+    assert verdict(result, op="dropout") == "regression"
+    assert cmp.copy_drift(cmp.load_results(str(old)), cmp.load_results(new)) == (1.0, 1)
+
+
+def test_shapes_with_the_same_rows_and_cols_are_different_measurements(tmp_path, capsys):
+    conv = {"op": "dropout2d", "rows": 32, "cols": 802816}
+    baseline = [row(**conv, shape="32x64x112x112"), row(**conv, shape="32x256x56x56")]
+    new = [row(**conv, shape="32x64x112x112", ms_median=1.5), row(**conv, shape="32x256x56x56")]
+    code, result = run(tmp_path, baseline, new)
+    assert verdict(result, shape="32x64x112x112") == "regression"
+    assert verdict(result, shape="32x256x56x56") == "unchanged"
+    assert code == 1
+    assert "dropout2d  triton_seeded  fp16   32x64x112x112" in capsys.readouterr().out
+
+
+def test_a_new_op_can_have_its_own_threshold(tmp_path):
+    base = write(tmp_path / "b.csv", [row(op="feature_alpha_dropout")])
+    fresh = write(tmp_path / "n.csv", [row(op="feature_alpha_dropout", ms_median=1.07)])
+    assert cmp.main([base, fresh]) == 1
+    assert cmp.main([base, fresh, "--threshold-for", "feature_alpha_dropout=0.08"]) == 0
+
+
+@pytest.mark.parametrize("name", ["h100-default-2026-11-23.csv", "ci-demo-h100-2026-11-23/ci-a.csv"])
+def test_committed_results_from_before_the_shape_column_still_compare(name):
+    path = str(REPO / "results" / name)
+    frame = cmp.load_results(path)
+    assert (frame["shape"] == frame["rows"].astype(str) + "x" + frame["cols"].astype(str)).all()
+    assert cmp.has_failed(cmp.compare(frame, frame), frame.iloc[0:0]) is False

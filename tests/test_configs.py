@@ -1,11 +1,12 @@
 """configs/: the default sweep and its overrides, composed with Hydra's compose API (no app run)."""
 
+import itertools
 from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
 
-from bench import plan
+from bench import families, plan, registry, schema
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 DEFAULT_ROWS = [2**k for k in range(14)]  # 1, 2, 4, ..., 8192
@@ -13,6 +14,13 @@ ALL_PAIRS = {
     ("dropout", "triton_seeded"), ("dropout", "eager"), ("dropout", "compile"),
     ("variational", "triton_variational"), ("variational", "eager"), ("variational", "compile"),
 }
+#: The conv shapes of configs/shape/default.yaml, swept for the channel ops besides rows x 49152.
+RESNET50 = [(32, 64, 112, 112), (32, 256, 56, 56), (32, 512, 28, 28), (32, 2048, 7, 7)]
+CONV_SHAPES = {"dropout1d": [(32, 512, 1024)], "dropout2d": RESNET50, "dropout3d": [(8, 64, 16, 56, 56)],
+               "feature_dropout": RESNET50, "feature_alpha_dropout": RESNET50}
+#: (C, spatial...) of each channel op in configs/shape/default.yaml: 49152 elements per rows.
+CHANNEL_DIMS = {"dropout1d": (768, 64), "dropout2d": (192, 16, 16), "dropout3d": (48, 16, 8, 8),
+                "feature_dropout": (192, 16, 16), "feature_alpha_dropout": (192, 16, 16)}
 
 
 def composed(*overrides: str):
@@ -45,8 +53,8 @@ def test_default_plan_on_a_gpu_has_every_point_in_measuring_order():
         backends = [point.backend for point in first_shape if point.op == op]
         assert backends[0] == "eager", f"{op}: eager must be measured first for speedup_vs_eager"
     timers = {point.rows: point.timers for point in points}
-    assert timers[16] == ("do_bench", "cudagraph") and timers[32] == ("do_bench",), \
-        "the CUDA-graph timer should run for rows <= 16 only"
+    assert timers[4096] == ("do_bench", "cudagraph") and timers[8192] == ("do_bench",), \
+        "the CUDA-graph timer should run for rows <= 4096 only"
     assert all(point.timers == ("cpu",) for point in plan.expand(cfg, "cpu"))
 
 
@@ -110,11 +118,19 @@ def test_every_option_composes(group):
     ("direction.names=[sideways]", "unknown direction"),
     ("backend.names=[cuda]", "unknown backend"),
     ("p=[1.5]", "p must be in"),
-    ("op.names=[alpha_dropout]", "unknown op"),  # registered, but the checks do not know its mask yet
+    ("op.names=[dropconnect]", "unknown op dropconnect"),
+    ("shape.channel_dims.dropout2d=[192,16,17]",
+     r"shape.channel_dims.dropout2d = \[192, 16, 17\] multiplies to 52224, not shape.cols = 49152"),
+    ("shape.channel_dims.dropout3d=[192,256]",
+     r"shape.channel_dims.dropout3d = \[192, 256\] makes a rank-3 input 1x192x256; dropout3d takes rank 5"),
+    ("shape.conv_shapes.dropout1d=[[32,512]]", r"shape.conv_shapes.dropout1d\[0\] = \[32, 512\] makes a rank-2"),
+    ("shape.conv_shapes.dropout2d=[[32,0,7,7]]", r"shape.conv_shapes.dropout2d\[0\] = \[32, 0, 7, 7\]: every size"),
+    ("+shape.channel_dims.dropout=[192,256]", "shape.channel_dims.dropout: dropout is not a channel op"),
+    ("~shape.channel_dims.feature_dropout", "shape.channel_dims has no entry for feature_dropout"),
 ])
 def test_bad_values_are_named(override, words):
     with pytest.raises(ValueError, match=words):
-        plan.expand(composed(override), "cpu")
+        plan.expand(composed("op=all", override), "cpu")
 
 
 def test_ci_preset_times_small_shapes_with_cuda_graphs_only():
@@ -127,3 +143,78 @@ def test_ci_preset_times_small_shapes_with_cuda_graphs_only():
 def test_a_shape_without_a_timer_is_refused_by_name():
     with pytest.raises(ValueError, match="rows=64 gets no timer"):
         plan.expand(composed("timing.do_bench_min_rows=1024", "timing.cudagraph_max_rows=16", "shape.rows=[64]"), "cuda")
+
+
+def pairs_of(option: str) -> set[tuple[str, str]]:
+    cfg = composed(f"op={option}")
+    return set(plan.pairs(list(cfg.op.names), list(cfg.backend.names)))
+
+
+def test_op_groups():
+    assert pairs_of("core") == ALL_PAIRS, "core is the design's two ops"
+    assert {op for op, _ in pairs_of("all")} == set(registry.ops()) == set(schema.OPS)
+    assert len(pairs_of("all")) == len(registry.REGISTRY)
+    assert {op for op, _ in pairs_of("channel")} == {"dropout1d", "dropout2d", "dropout3d", "feature_dropout"}
+    assert {op for op, _ in pairs_of("alpha")} == {"alpha_dropout", "feature_alpha_dropout"}
+    for op in registry.ops():  # one option per op, named after it
+        assert pairs_of(op) == {(op, backend) for backend in registry.backends(op)}
+
+
+def test_backend_triton_picks_the_seeded_kernel_of_every_op():
+    cfg = composed("op=all", "backend=triton")
+    assert set(plan.pairs(list(cfg.op.names), list(cfg.backend.names))) == {
+        (op, "triton_variational" if op == "variational" else "triton_seeded") for op in registry.ops()}
+
+
+def test_every_op_has_a_family():
+    assert set(families.FAMILIES) == set(registry.ops()) == set(schema.OPS)
+    assert set(schema.CORE_OPS) <= set(schema.OPS)
+    assert set(CHANNEL_DIMS) == set(families.channel_ops())
+
+
+def test_default_plan_shapes_of_every_op():
+    points = [point for point in plan.expand(composed("op=all", "dtype=fp16"), "cuda") if not point.is_copy]
+    shapes = {op: list(dict.fromkeys(point.shape for point in points if point.op == op)) for op in registry.ops()}
+    for op, found in shapes.items():
+        if op in CHANNEL_DIMS:
+            expected = [(rows, *CHANNEL_DIMS[op]) for rows in DEFAULT_ROWS] + CONV_SHAPES[op]
+        else:
+            expected = [(rows, 49152) for rows in DEFAULT_ROWS]
+        assert found == expected, f"{op}: {found}"
+
+
+def test_channel_shapes_share_their_rows_x_cols_copy_which_comes_first():
+    points = plan.expand(composed("op=channel", "dtype=fp16", "backend=baselines"), "cuda")
+    copies = [point for point in points if point.is_copy]
+    sizes = [(point.rows, point.cols) for point in copies]
+    assert sizes == [(rows, 49152) for rows in DEFAULT_ROWS] + [(32, 524288), (32, 802816), (32, 401408),
+                                                                 (32, 100352), (8, 3211264)], sizes
+    assert all(copy.shape == (copy.rows, copy.cols) for copy in copies), "one copy per (rows, cols), as 2-D"
+    keys = list(itertools.chain.from_iterable(map(plan.Point.keys, points)))
+    assert len(keys) == len(set(keys)), "32x64x112x112 and 32x256x56x56 share rows and cols, not a key"
+    # Measuring order: each point after its copy; per (op, shape) eager before compile.
+    seen_copies, seen_eager = set(), set()
+    for point in points:
+        if point.is_copy:
+            seen_copies.add((point.rows, point.cols))
+            continue
+        assert (point.rows, point.cols) in seen_copies, f"{point.label()} before its copy"
+        if point.backend == "eager":
+            seen_eager.add((point.op, point.shape))
+        assert (point.op, point.shape) in seen_eager, f"{point.label()} before eager"
+
+
+def test_tiny_shapes_stay_tiny():
+    cfg = composed("+preset=smoke", "op=all")
+    points = plan.expand(cfg, "cpu")
+    assert max(point.numel for point in points) == 8 * 256
+    assert {point.shape for point in points if point.op == "dropout3d"} == {(1, 4, 4, 4, 4), (8, 4, 4, 4, 4)}
+    assert {point.shape for point in points if point.op == "dropout2d"} == {
+        (1, 16, 4, 4), (8, 16, 4, 4), (2, 8, 4, 4), (2, 2, 8, 8)}
+    assert sum(point.is_copy for point in points) == 3, "1x256, 8x256 and the conv shapes' 2x128"
+
+
+def test_few_and_small_keep_the_channel_split_of_default():
+    for option in ("few", "small"):
+        cfg = composed(f"shape={option}")
+        assert {op: tuple(dims) for op, dims in cfg.shape.channel_dims.items()} == CHANNEL_DIMS

@@ -15,7 +15,7 @@ from bench.results import format_line, HEADER
 
 def row(dtype="fp32", rows=1, status="ok", timestamp="2026-01-01T00:00:00Z", ms=0.5, device="cpu", **extra):
     base = {"op": "dropout", "backend": "eager", "dtype": dtype, "rows": rows, "cols": 256,
-            "numel": rows * 256, "p": 0.5, "direction": "fwd", "timer": "cpu",
+            "shape": f"{rows}x256", "numel": rows * 256, "p": 0.5, "direction": "fwd", "timer": "cpu",
             "ms_median": ms if status == "ok" else None, "status": status,
             "error": "" if status == "ok" else "RuntimeError: boom", "device": device,
             "timestamp": timestamp, "run_id": "r1"}
@@ -47,6 +47,19 @@ def test_merge_is_the_union_in_schema_order(tmp_path):
     assert out.read_text().splitlines()[0] == ",".join(schema.COLUMNS)
     assert sorted(map(key, read(out))) == sorted(map(key, read(a) + read(b))), "rows lost or invented"
     assert read(out) == read(a) + read(b), "kept rows should be written back exactly as the jobs wrote them"
+
+
+def test_a_file_from_before_the_shape_column_merges_with_shape_filled(tmp_path):
+    old = tmp_path / "old.csv"
+    with open(old, "w", newline="") as file:
+        writer = csv.DictWriter(file, schema.COLUMNS_WITHOUT_SHAPE, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerow(row("fp32", 8))
+    new = write_csv(tmp_path / "new.csv", [row("fp16", 8)])
+    merged = merge.merge([old, new])
+    assert list(merged.columns) == schema.COLUMNS
+    assert list(merged["shape"]) == ["8x256", "8x256"]
+    assert sorted(merged["dtype"]) == ["fp16", "fp32"]
 
 
 def test_same_key_twice_keeps_ok_over_failed(tmp_path):

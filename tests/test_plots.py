@@ -14,8 +14,9 @@ from bench import schema
 from plots import figures
 from plots.__main__ import main
 from plots.load import load_results
-from plots.render import KINDS, facets, save
+from plots.render import KINDS, facets, save, shapes_facets
 
+REPO = Path(__file__).resolve().parents[1]
 SIZES = [2**10, 2**12, 2**14, 2**16]
 COLS = 1024
 P = 0.1
@@ -25,18 +26,28 @@ BAD = {"op": "dropout", "backend": "triton_seeded", "dtype": "fp16", "direction"
 #: Fraction of copy throughput each backend reaches, roughly as on a GPU.
 FRACTION = {"triton_seeded": 0.9, "triton_variational": 0.85, "eager": 0.45, "compile": 0.7}
 BACKENDS_OF = {"dropout": ["triton_seeded", "eager", "compile"],
-               "variational": ["triton_variational", "eager", "compile"]}
+               "variational": ["triton_variational", "eager", "compile"],
+               "dropout2d": ["triton_seeded", "eager", "compile"]}
+#: What each op's rows x COLS input looks like: channel ops split COLS into (C, H, W).
+PER_ROW = {"dropout": (COLS,), "variational": (COLS,), "dropout2d": (16, 8, 8)}
+#: Conv shapes: one rows value each, so a bar chart rather than lines against rows.
+CONV_SHAPES = [(32, 64, 56, 56), (32, 256, 14, 14), (32, 512, 7, 7)]
 PNG_MAGIC = b"\x89PNG"
 
 
 def make_results(device="NVIDIA H100 80GB HBM3", ops=("dropout", "variational"),
-                 dtypes=("fp16", "fp32"), timers=("do_bench",), seed=0) -> pd.DataFrame:
-    """A results table with every schema column: copy rows, backends, directions, one failure."""
+                 dtypes=("fp16", "fp32"), timers=("do_bench",), seed=0, conv_shapes=()) -> pd.DataFrame:
+    """A results table with every schema column: copy rows, backends, directions, one failure.
+
+    conv_shapes: shapes measured for dropout2d (and their copies) besides the rows sweep.
+    """
     rng = np.random.default_rng(seed)
     records = []
 
-    def record(op, backend, dtype, rows, direction, timer, fraction):
-        numel = rows * COLS
+    def record(op, backend, dtype, rows, direction, timer, fraction, shape=None):
+        shape = shape or (rows, *PER_ROW.get(op, (COLS,)))
+        cols = int(np.prod(shape[1:]))
+        numel = rows * cols
         passes = schema.PASSES[direction]
         useful_bytes = 2 * numel * schema.DTYPE_BYTES[dtype] * passes
         copy_gbps = 3000 * rows / (rows + 2**12)
@@ -45,8 +56,8 @@ def make_results(device="NVIDIA H100 80GB HBM3", ops=("dropout", "variational"),
         failed = all(dict(op=op, backend=backend, dtype=dtype, rows=rows,
                           direction=direction).get(key) == value for key, value in BAD.items())
         records.append({
-            "op": op, "backend": backend, "dtype": dtype, "rows": rows, "cols": COLS,
-            "numel": numel, "p": P, "direction": direction, "timer": timer,
+            "op": op, "backend": backend, "dtype": dtype, "rows": rows, "cols": cols,
+            "shape": schema.shape_text(shape), "numel": numel, "p": P, "direction": direction, "timer": timer,
             "ms_median": ms, "ms_p20": ms * 0.97, "ms_p80": ms * 1.05,
             # A failed row keeps a zero throughput, the trap a plot must not fall into.
             "gbps": 0.0 if failed else gbps,
@@ -69,6 +80,12 @@ def make_results(device="NVIDIA H100 80GB HBM3", ops=("dropout", "variational"),
                     for backend in BACKENDS_OF[op]:
                         for direction in schema.DIRECTIONS:
                             record(op, backend, dtype, rows, direction, timer, FRACTION[backend])
+            for shape in conv_shapes:
+                record("copy", "copy", dtype, shape[0], "fwd", timer, 1.0,
+                       shape=(shape[0], int(np.prod(shape[1:]))))
+                for backend in BACKENDS_OF["dropout2d"]:
+                    for direction in schema.DIRECTIONS:
+                        record("dropout2d", backend, dtype, shape[0], direction, timer, FRACTION[backend], shape)
     return pd.DataFrame.from_records(records, columns=schema.COLUMNS)
 
 
@@ -198,7 +215,7 @@ def csv_header_only(path: Path) -> None:
     (csv_header_only, "empty CSV (a header but no rows)"),
     (csv_missing_gbps, "missing column(s) gbps"),
     (csv_with_unknown_op,
-     "unknown op 'dropconnect' on line 5; allowed: dropout, variational, copy"),
+     f"unknown op 'dropconnect' on line 5; allowed: {', '.join(schema.OPS)}, copy"),
     (csv_with_copy_backend_for_dropout,
      "line 3 has op dropout with backend copy; op copy goes with backend copy only"),
 ], ids=["missing-file", "empty", "header-only", "missing-column", "unknown-op", "copy-backend"])
@@ -222,6 +239,47 @@ def test_file_without_timer_column_loads_as_one_unknown_timer(tmp_path):
     assert set(load_results([csv])["timer"]) == {"unknown"}
 
 
+def test_file_without_shape_column_loads_with_rows_x_cols(tmp_path):
+    old = tmp_path / "old.csv"
+    make_results(ops=("dropout",), dtypes=("fp16",)).drop(columns="shape").to_csv(old, index=False)
+    results = load_results([old])
+    assert (results["shape"] == results["rows"].astype(str) + "x" + str(COLS)).all()
+    assert [facet.stem("gbps") for facet in facets(results)] == ["gbps-dropout-fp16-p0.1-cols1024-do_bench"]
+    assert not shapes_facets(results)
+
+
+def test_a_shape_that_is_not_rows_by_cols_is_named(tmp_path):
+    csv = tmp_path / "bad.csv"
+    results = make_results(ops=("dropout",), dtypes=("fp16",))
+    results.loc[2, "shape"] = "4x4"
+    results.to_csv(csv, index=False)
+    with pytest.raises(ValueError, match=f"line 4 has shape '4x4'; expected {2**10}x... with the rest"):
+        load_results([csv])
+
+
+def test_channel_ops_plot_against_rows_and_conv_shapes_as_bars(tmp_path):
+    csv = write_csv(tmp_path / "h100.csv", ops=("dropout2d",), dtypes=("fp16",), conv_shapes=CONV_SHAPES)
+    results = load_results([csv])
+    assert [facet.stem("gbps") for facet in facets(results)] == ["gbps-dropout2d-fp16-p0.1-shapeNx16x8x8-do_bench"]
+    (shapes_facet,) = shapes_facets(results)
+    assert shapes_facet.stem() == "shapes-dropout2d-fp16-p0.1-do_bench"
+    bars = shapes_facet.select(results)
+    assert set(bars["shape"]) == {schema.shape_text(shape) for shape in CONV_SHAPES}
+
+    figure = figures.shapes(bars, figures.Style.from_results(results), shapes_facet.title(["d"]))
+    fwd_axis, bottom_axis = figure.axes[0], figure.axes[len(schema.DIRECTIONS) - 1]
+    assert [tick.get_text() for tick in bottom_axis.get_xticklabels()] == [
+        "32x512x7x7", "32x256x14x14", "32x64x56x56"], "shapes by size, labelled once, under the last panel"
+    heights = sorted(round(patch.get_height()) for patch in fwd_axis.patches)
+    assert heights == sorted([45, 70, 90] * 3), "one bar per backend and shape, at its pct_of_copy"
+
+    assert main([str(csv), "--out", str(tmp_path / "figs"), "--quiet"]) == 0
+    written = {path.name for path in (tmp_path / "figs").iterdir()}
+    assert written == ({name.replace("cols1024", "shapeNx16x8x8")
+                        for name in expected_files(["dropout2d"], ["fp16"], ["do_bench"])}
+                       | {"shapes-dropout2d-fp16-p0.1-do_bench.png", "shapes-dropout2d-fp16-p0.1-do_bench.svg"})
+
+
 def test_timer_absent_from_the_csvs_is_named(tmp_path):
     csv = write_csv(tmp_path / "h100.csv", ops=("dropout",), dtypes=("fp16",))
     with pytest.raises(SystemExit) as exited:
@@ -234,3 +292,11 @@ def test_plots_never_import_torch():
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             cwd=Path(__file__).resolve().parents[1], check=True)
     assert result.stdout.strip() == "False", "plots must run on machines without torch"
+
+
+def test_committed_results_from_before_the_shape_column_still_load():
+    results = load_results([REPO / "results" / "h100-default-2026-11-23.csv"])
+    assert (results["shape"] == results["rows"].astype(str) + "x49152").all()
+    assert {facet.stem("gbps") for facet in facets(results) if facet.timer == "do_bench"} == {
+        f"gbps-{op}-{dtype}-p0.5-cols49152-do_bench" for op in schema.CORE_OPS for dtype in schema.DTYPES}
+    assert not shapes_facets(results)

@@ -6,12 +6,12 @@ import re
 import pytest
 
 from bench import results
-from bench.schema import COLUMNS
+from bench.schema import COLUMNS, COLUMNS_WITHOUT_SHAPE
 
 
 def row(rows=1, direction="fwd", device="cpu", **overrides) -> dict:
     values = {"op": "dropout", "backend": "eager", "dtype": "fp32", "rows": rows, "cols": 256,
-              "numel": rows * 256, "p": 0.5, "direction": direction, "timer": "cpu", "ms_median": 0.0123456789,
+              "shape": f"{rows}x256", "numel": rows * 256, "p": 0.5, "direction": direction, "timer": "cpu", "ms_median": 0.0123456789,
               "ms_p20": 0.01, "ms_p80": 0.02, "status": "ok", "device": device, "sm_count": None}
     values.update(overrides)
     return values
@@ -38,7 +38,7 @@ def test_a_key_reads_back_equal_to_the_key_written(tmp_path):
     path = tmp_path / "r.csv"
     with results.ResultsFile(path, "cpu") as out:
         out.write(row(p=1 / 3))
-    assert results.ResultsFile(path, "cpu").done == {("dropout", "eager", "fp32", 1, 256, 1 / 3, "fwd", "cpu")}, \
+    assert results.ResultsFile(path, "cpu").done == {("dropout", "eager", "fp32", 1, 256, "1x256", 1 / 3, "fwd", "cpu")}, \
         "p must round-trip exactly, or resume would measure the point again"
 
 
@@ -56,7 +56,7 @@ def test_reopening_resumes_with_the_keys_on_disk(tmp_path):
         out.write(row(direction="bwd"))
     with results.ResultsFile(path, "cpu") as again:
         assert again.resumed == 2
-        assert {key[6] for key in again.done} == {"fwd", "bwd"}
+        assert {key[7] for key in again.done} == {"fwd", "bwd"}
         again.write(row(direction="fwd+bwd"))
     lines = path.read_text().splitlines()
     assert lines.count(",".join(COLUMNS)) == 1, "the header must be written once"
@@ -69,7 +69,7 @@ def test_a_partial_last_line_is_dropped_on_resume(tmp_path):
         out.write(row(direction="fwd"))
         out.write(row(direction="bwd"))
     with open(path, "a") as file:
-        file.write("dropout,eager,fp32,1,256,256,0.5,fwd+b")  # killed mid-write
+        file.write("dropout,eager,fp32,1,256,1x256,256,0.5,fwd+b")  # killed mid-write
     with results.ResultsFile(path, "cpu") as again:
         assert again.resumed == 2
         again.write(row(direction="fwd+bwd"))
@@ -132,3 +132,33 @@ def test_timestamps_are_iso_utc():
 def test_commit_can_be_named_where_the_tree_has_no_git(monkeypatch):
     monkeypatch.setenv("DROPBENCH_COMMIT", "4cb8713")
     assert results.git_commit() == "4cb8713"
+
+
+def test_a_file_from_before_the_shape_column_is_upgraded_and_resumed(tmp_path):
+    path = tmp_path / "old.csv"
+    with open(path, "w", newline="") as file:
+        writer = csv.DictWriter(file, COLUMNS_WITHOUT_SHAPE, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerow(row(rows=8, ms_median="0.5"))
+    with results.ResultsFile(path, "cpu") as out:
+        assert out.done == {("dropout", "eager", "fp32", 8, 256, "8x256", 0.5, "fwd", "cpu")}
+        out.write(row(rows=8, direction="bwd"))
+    rows = read(path)
+    assert list(rows[0]) == COLUMNS, "the file should now have this version's columns"
+    assert [(r["shape"], r["direction"], r["ms_median"]) for r in rows] == [
+        ("8x256", "fwd", "0.5"), ("8x256", "bwd", "0.0123457")], "old rows kept as they were, shape filled"
+
+
+def test_shapes_with_the_same_rows_and_cols_are_two_keys(tmp_path):
+    with results.ResultsFile(tmp_path / "r.csv", "cpu") as out:
+        out.write(row(rows=2, cols=128, op="dropout2d", shape="2x8x4x4"))
+        out.write(row(rows=2, cols=128, op="dropout2d", shape="2x2x8x8"))
+        with pytest.raises(results.ResultsError, match="already has"):
+            out.write(row(rows=2, cols=128, op="dropout2d", shape="2x2x8x8"))
+
+
+def test_a_row_without_shape_is_malformed(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text(results.HEADER + results.format_line(row(shape="")))
+    with pytest.raises(results.ResultsError, match="line 2 has a malformed key"):
+        results.ResultsFile(path, "cpu")

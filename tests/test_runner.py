@@ -7,6 +7,7 @@ one (do_bench and CUDA-graph timers), else on the CPU (timer=cpu).
 """
 
 import csv
+import itertools
 import os
 import subprocess
 import sys
@@ -17,8 +18,10 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
-from bench import registry, runner, schema, summary, sweep
+from bench import compare, plan, registry, runner, schema, summary, sweep
 from bench.registry import Implementation
+from bench.steps import INPLACE_FWD_BWD
+from plots import figures, load, render
 
 REPO = Path(__file__).resolve().parents[1]
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -41,7 +44,7 @@ def smoke_cfg(tmp_path, *overrides):
 @pytest.fixture
 def fast_compile(monkeypatch):
     """Stand in eager for torch.compile: the runner's logic, without seconds of compiling per shape."""
-    for op in ("dropout", "variational"):
+    for op in registry.ops():
         eager = registry.get(op, "eager")
         monkeypatch.setitem(registry.REGISTRY, (op, "compile"), Implementation(op, "compile", eager.call, False))
 
@@ -220,6 +223,35 @@ def test_summary_names_the_best_backend_at_the_largest_shape(tmp_path, fast_comp
     assert all("8x256" in line for line in body)
 
 
+def test_in_place_rows_time_fwd_and_bwd_and_skip_fwd_bwd(tmp_path, fast_compile):
+    rows = sweep_rows(tmp_path, "op=dropout_inplace", "backend=all")
+    ops = [row for row in rows if row["op"] == "dropout_inplace"]
+    assert {row["backend"] for row in ops} == {"triton_seeded", "eager", "compile"}
+    for row in ops:
+        if row["direction"] == "fwd+bwd":
+            assert row["status"] == "skipped" and row["error"] == INPLACE_FWD_BWD and row["ms_median"] == ""
+        else:
+            assert row["status"] == "ok" and float(row["ms_median"]) > 0 and row["pct_of_copy"], row
+            assert "first_grad_call_ms=" in row["config"], "the clone path's first call should be reported"
+    saved = {row["backend"]: int(row["saved_bytes"]) for row in ops if row["status"] == "ok" and row["rows"] == "8"}
+    assert saved["triton_seeded"] == 0, "the seeded in-place op saves nothing for backward"
+    assert saved["eager"] >= 8 * 256, "eager in-place dropout saves its mask"
+    assert not summary.failures(rows), "skipped is not a failure"
+
+
+def test_channel_rows_carry_their_shape_and_share_their_copy(tmp_path):
+    rows = sweep_rows(tmp_path, "op=dropout2d", "backend=eager")
+    copies = {(row["rows"], row["cols"]): float(row["ms_median"]) for row in rows if row["op"] == "copy"}
+    assert set(copies) == {("1", "256"), ("8", "256"), ("2", "128")}
+    conv = [row for row in rows if row["op"] == "dropout2d" and row["rows"] == "2"]
+    assert {row["shape"] for row in conv} == {"2x8x4x4", "2x2x8x8"}
+    for row in rows:
+        ms, passes = float(row["ms_median"]), schema.PASSES[row["direction"]]
+        expected = 100 * copies[(row["rows"], row["cols"])] * passes / ms
+        assert float(row["pct_of_copy"]) == pytest.approx(expected, rel=1e-4), row["shape"]
+        assert row["numel"] == str(int(row["rows"]) * int(row["cols"]))
+
+
 @pytest.mark.parametrize("name, has_cuda, preset, expected", [
     ("auto", True, False, ("cuda", False)),
     ("auto", False, False, ("cpu", True)),     # no GPU, no preset: fall back to smoke, loudly
@@ -246,16 +278,32 @@ def _app(tmp_path, *args):
     )
 
 
-def test_smoke_preset_end_to_end(tmp_path):
-    done = _app(tmp_path, "+preset=smoke")
+def test_smoke_preset_of_every_op_end_to_end(tmp_path):
+    done = _app(tmp_path, "+preset=smoke", "op=all")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    rows = read(tmp_path / "smoke.csv")
-    assert len(rows) == expected_rows(6), "every backend, direction, shape and timer, plus the copies"
-    not_ok = [(row["backend"], row["timer"], row["error"]) for row in rows if row["status"] != "ok"]
-    assert not not_ok, not_ok
+    path = tmp_path / "smoke.csv"
+    rows = read(path)
+    with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
+        points = plan.expand(compose(config_name="config", overrides=["+preset=smoke", "op=all"]), DEVICE)
+    planned = itertools.chain.from_iterable(map(plan.Point.keys, points))
+    assert keys(rows) == [tuple(map(str, key)) for key in planned], \
+        "every backend, direction, shape and timer of every op, plus the copies, in plan order"
+    not_ok = [(row["op"], row["backend"], row["direction"], row["error"]) for row in rows if row["status"] != "ok"]
+    assert {(op, direction, error) for op, _, direction, error in not_ok} == {
+        ("dropout_inplace", "fwd+bwd", INPLACE_FWD_BWD)}, not_ok
+    assert all(row["status"] == "skipped" for row in rows if row["status"] != "ok")
+    assert {row["op"] for row in rows} == set(schema.OPS) | {schema.COPY}
+    assert {row["shape"] for row in rows if row["op"] == "dropout2d"} == {"1x16x4x4", "8x16x4x4", "2x8x4x4", "2x2x8x8"}
     assert {row["timer"] for row in rows} == set(TIMERS)
     assert (tmp_path / "outputs" / ".hydra" / "config.yaml").exists(), "Hydra should keep the composed config"
-    assert (tmp_path / "outputs" / "dropbench-sweep.log").read_text().count("check ") == 6
+    assert (tmp_path / "outputs" / "dropbench-sweep.log").read_text().count("check ") == len(registry.REGISTRY)
+
+    # The CSV is what plots and compare read.
+    results = load.load_results([path])
+    assert {facet.op for facet in render.facets(results)} == set(schema.OPS)
+    (conv,) = render.shapes_facets(results)
+    figures.shapes(conv.select(results), figures.Style.from_results(results), "smoke")
+    assert compare.main([str(path), str(path)]) == 0
 
     if torch.cuda.is_available():
         return

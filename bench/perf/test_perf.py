@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from bench.registry import REGISTRY
-from bench.schema import OPS
+from bench.schema import CORE_OPS
 
 ROWS = [1, 256, 8192]
 COLS = 49152
@@ -33,7 +33,7 @@ def synchronised(fn):
 
 @pytest.mark.parametrize("dtype", list(DTYPES))
 @pytest.mark.parametrize("rows", ROWS)
-@pytest.mark.parametrize("op, backend", [key for key in REGISTRY if key[0] in OPS])
+@pytest.mark.parametrize("op, backend", [key for key in REGISTRY if key[0] in CORE_OPS])
 def test_forward(benchmark, op, backend, rows, dtype):
     impl = REGISTRY[(op, backend)]
     x = torch.randn(rows, COLS, device="cuda", dtype=DTYPES[dtype], requires_grad=True)
