@@ -139,8 +139,8 @@ _alpha_locked_autotuned = triton.autotune(
 )(_alpha_locked_kernel)
 
 
-_rows = Launcher(_alpha_rows_kernel, _alpha_rows_autotuned)
-_locked = Launcher(_alpha_locked_kernel, _alpha_locked_autotuned)
+_rows = Launcher(_alpha_rows_kernel, _alpha_rows_autotuned, cpu_config=CPU_CONFIG)
+_locked = Launcher(_alpha_locked_kernel, _alpha_locked_autotuned, cpu_config=variational.CPU_CONFIG)
 
 
 def chosen_config() -> str:
@@ -182,8 +182,6 @@ def alpha_dropout_forward(x: torch.Tensor, p: float, seed: int, grad: bool = Fal
         x, out, seed, keep_threshold(p), *_map_bits(p, grad),
         rows, cols, x_row_stride, out_row_stride, stream_row_len,
     )
-    if config is None and not x.is_cuda:
-        config = CPU_CONFIG
     _rows(lambda meta: (rows * triton.cdiv(cols, meta["BLOCK"]),), args, {"WIDE_INDEX": wide}, config)
     return out
 

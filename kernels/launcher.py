@@ -37,14 +37,16 @@ def autotune_bench(kernel_call, quantiles):
 
 
 class Launcher:
-    """Launches one @triton.jit `kernel` with a given config, or with the choice of `autotuned`
-    (a triton.autotune over the same kernel), asked once per autotune key.
+    """Launches one @triton.jit `kernel` with a given config or, when none is given: on the CPU
+    (the interpreter) with `cpu_config`; on a GPU with `gpu_config`, or else with the choice of
+    `autotuned` (a triton.autotune over the same kernel), asked once per autotune key.
 
     `last_config` is the config of the latest launch.
     """
 
-    def __init__(self, kernel, autotuned=None):
+    def __init__(self, kernel, autotuned=None, *, cpu_config=None, gpu_config=None):
         self.kernel, self.autotuned = kernel, autotuned
+        self.cpu_config, self.gpu_config = cpu_config, gpu_config
         # The autotuner's key arguments; with x's dtype (args[0]) they make our key. The choice
         # does not change the result (the mask does not depend on the config), only the speed.
         self.key_of = operator.itemgetter(*[autotuned.arg_names.index(name) for name in autotuned.keys]) \
@@ -54,20 +56,21 @@ class Launcher:
         self._several_gpus = None
 
     def __call__(self, grid: Grid, args: tuple, constexprs: dict, config=None) -> None:
-        """kernel[grid(meta)](*args, **constexprs, **meta), meta = config or the autotuner's choice.
+        """kernel[grid(meta)](*args, **constexprs, **meta), meta = config or the default (see the class).
 
         args[0] must be a tensor: its dtype is part of the key, and its device is where the kernel runs.
         """
+        device_index = args[0].get_device()  # -1 on the CPU
+        if config is None:
+            config = self.cpu_config if device_index < 0 else self.gpu_config
         if self._several_gpus is None:
             self._several_gpus = torch.cuda.is_available() and torch.cuda.device_count() > 1
-        if self._several_gpus:
-            device_index = args[0].get_device()  # -1 on the CPU
-            if device_index >= 0 and device_index != torch.cuda.current_device():
-                # Triton launches on the current device; torch ops follow their tensors, and so do we.
-                with torch.cuda.device(device_index):
-                    self._launch(grid, args, constexprs, config)
-                return
-        self._launch(grid, args, constexprs, config)
+        if self._several_gpus and device_index >= 0 and device_index != torch.cuda.current_device():
+            # Triton launches on the current device; torch ops follow their tensors, and so do we.
+            with torch.cuda.device(device_index):
+                self._launch(grid, args, constexprs, config)
+        else:
+            self._launch(grid, args, constexprs, config)
 
     def _launch(self, grid, args, constexprs, config) -> None:
         if config is None:

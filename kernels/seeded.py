@@ -191,22 +191,15 @@ def merge_dims(shape, strides):
     return [m[0] for m in merged] or [1], [m[1] for m in merged] or [1]
 
 
-_rows = Launcher(_dropout_rows_kernel, _dropout_rows_autotuned)
-_rows_inplace = Launcher(_dropout_rows_kernel, _dropout_rows_inplace_autotuned)
-_strided = Launcher(_dropout_strided_kernel)
+_rows = Launcher(_dropout_rows_kernel, _dropout_rows_autotuned, cpu_config=CPU_CONFIG)
+_rows_inplace = Launcher(_dropout_rows_kernel, _dropout_rows_inplace_autotuned, cpu_config=CPU_CONFIG)
+_strided = Launcher(_dropout_strided_kernel, cpu_config=CPU_CONFIG, gpu_config=STRIDED_CONFIG)
 
 
 @functools.lru_cache(maxsize=256)
 def keep_constants(p: float) -> tuple[int, int]:
     """(T(p), bits of 1 / (1 - p)) for 0 < p < 1: computed once per p, not per launch."""
     return keep_threshold(p), scale_bits(p)
-
-
-def _launch_config(x: torch.Tensor, config):
-    """The explicit config to use, or None to let the autotuner choose (GPU only)."""
-    if config is not None:
-        return config
-    return None if x.is_cuda else CPU_CONFIG
 
 
 def _run_rows(x, out, seed, row_seeds, p, rows, cols, x_row_stride, out_row_stride, stream_row_len, config):
@@ -237,7 +230,7 @@ def _run_strided(x, out, seed, p, config):
     threshold, bits = keep_constants(p)
     _strided(lambda meta: (triton.cdiv(numel, meta["BLOCK"]),),
              (x, out, seed, threshold, bits, numel, *sizes[1:], *strides),
-             {"WIDE_INDEX": wide}, config or STRIDED_CONFIG)
+             {"WIDE_INDEX": wide}, config)
 
 
 def _writes_through(x: torch.Tensor, out: torch.Tensor, row_seeds) -> bool:
@@ -271,7 +264,6 @@ def seeded_dropout_forward(
     numel = x.numel()
     if numel == 0:
         return out
-    config = _launch_config(x, config)
     if row_seeds is not None:
         if x.stride(1) != 1:
             x = x.contiguous()  # per-row seeds with a non-unit column stride: documented copy

@@ -92,7 +92,7 @@ _locked_dropout_autotuned = triton.autotune(
 CPU_CONFIG = triton.Config({"BLOCK_D": 64, "BLOCK_M": 256}, num_warps=4)
 
 
-_locked = Launcher(_locked_dropout_kernel, _locked_dropout_autotuned)
+_locked = Launcher(_locked_dropout_kernel, _locked_dropout_autotuned, cpu_config=CPU_CONFIG)
 
 
 def chosen_config() -> str:
@@ -154,11 +154,9 @@ def variational_dropout_forward(x: torch.Tensor, p: float, seed: int, dim: int, 
 def launch_locked(launcher, leading_args: tuple, layout, config) -> None:
     """Launch a [BLOCK_D, BLOCK_M]-tiled kernel: leading_args (x first), then the layout's sizes and strides.
 
-    With the given config; on the CPU interpreter with CPU_CONFIG; else autotuned.
+    With the given config, else the launcher's default (autotuned on a GPU).
     """
     (outer, size_d, size_m), x_strides, out_strides, wide = layout
-    if config is None and not leading_args[0].is_cuda:
-        config = CPU_CONFIG
     launcher(
         lambda meta: (outer * triton.cdiv(size_d, meta["BLOCK_D"]) * triton.cdiv(size_m, meta["BLOCK_M"]),),
         (*leading_args, outer, size_d, size_m, *x_strides, *out_strides),

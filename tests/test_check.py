@@ -143,9 +143,10 @@ def test_a_different_mask_under_checkpointing_is_incorrect():
     assert verdict.status == "incorrect" and "checkpointing" in verdict.reason, verdict
 
 
-def test_seeded_backend_off_the_reference_is_incorrect():
-    triton_seeded = registry.get("dropout", "triton_seeded")
-    off_by_one = Implementation("dropout", "triton_seeded",
+@pytest.mark.parametrize("op", ["dropout", "dropout3d"])
+def test_seeded_backend_off_the_reference_is_incorrect(op):
+    triton_seeded = registry.get(op, "triton_seeded")
+    off_by_one = Implementation(op, "triton_seeded",
                                 lambda x, p, seed, dim: triton_seeded(x, p, seed + 1, dim), True)
     verdict = run_check(off_by_one)
     assert verdict.status == "incorrect" and "kernels.reference" in verdict.reason, verdict
@@ -271,14 +272,6 @@ def test_a_channel_bug_on_channels_last_input_only_is_caught_and_named():
 
     verdict = run_check(Implementation("dropout2d", "eager", dropout2d, False))
     assert verdict.status == "incorrect" and verdict.reason.startswith("channels-last input"), verdict
-
-
-def test_seeded_channel_dropout_off_the_reference_is_incorrect():
-    triton_seeded = registry.get("dropout3d", "triton_seeded")
-    off_by_one = Implementation("dropout3d", "triton_seeded",
-                                lambda x, p, seed, dim: triton_seeded(x, p, seed + 1, dim), True)
-    verdict = run_check(off_by_one)
-    assert verdict.status == "incorrect" and "kernels.reference" in verdict.reason, verdict
 
 
 def test_channel_mask_is_checked_as_an_n_by_c_mask():

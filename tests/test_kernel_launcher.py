@@ -80,3 +80,12 @@ def test_a_given_config_is_launched_without_the_autotuner(launcher, launches):
     _launch(launcher, torch.zeros(256), 7, 256, config=config)
     assert launches == [("kernel", (2,), launches[0][2], {"FLAG": True, **config.all_kwargs()})]
     assert launcher.last_config is config
+
+
+def test_without_a_config_the_cpu_takes_cpu_config_and_no_autotuner(launches):
+    """Under the interpreter every call is slow Python: the launcher's fixed CPU config, never a tuning run."""
+    cpu_config = triton.Config({"BLOCK": 256}, num_warps=4)
+    launcher = Launcher(FakeKernel(launches), FakeAutotuned(launches), cpu_config=cpu_config)
+    _launch(launcher, torch.zeros(256), 7, 256)
+    assert [launch[0] for launch in launches] == ["kernel"]
+    assert launcher.last_config is cpu_config
