@@ -19,7 +19,8 @@ ratio is reported as a hint of machine drift. Exit codes: 0 pass, 1 regression /
 / pct_of_copy floor (/ missing rows with --fail-on-missing), 2 bad input.
 
 Files written before the `shape` column get it as rows x cols (every input was 2-D then),
-so a new file still pairs with an old baseline. No torch here: this runs on CPU-only CI machines.
+so a new file still pairs with an old baseline; before `autograd_threads`, they get True
+(PyTorch's default then), and a pair whose sides differ there says so in its note. No torch here: this runs on CPU-only CI machines.
 """
 from __future__ import annotations
 
@@ -30,7 +31,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from bench.schema import COPY, DIRECTIONS, KEY_COLUMNS, OPS, legacy_shape
+from bench.schema import COPY, DIRECTIONS, KEY_COLUMNS, LEGACY_AUTOGRAD_THREADS, OPS, legacy_shape
 
 DEFAULT_THRESHOLD = 0.05
 DEFAULT_FLOOR_MIN_ROWS = 256
@@ -44,10 +45,10 @@ FAILING = {"regression", "broken"}
 #: `shape` is filled in where it is.
 REQUIRED = [column for column in KEY_COLUMNS if column != "shape"] + [
     "device", "status", "error", "ms_median", "ms_p20", "ms_p80", "backend", "pct_of_copy"]
-_TEXT = ["op", "backend", "dtype", "shape", "direction", "timer", "device", "status", "error"]
+_TEXT = ["op", "backend", "dtype", "shape", "direction", "timer", "device", "status", "error", "autograd_threads"]
 _NUMBERS = ["rows", "cols", "p", "ms_median", "ms_p20", "ms_p80", "pct_of_copy"]
 #: What each side contributes to a pair; device is a field, not part of the match.
-_FIELDS = ["device", "status", "error", "ms_median", "ms_p20", "ms_p80"]
+_FIELDS = ["device", "status", "error", "ms_median", "ms_p20", "ms_p80", "autograd_threads"]
 
 
 class InputError(Exception):
@@ -81,6 +82,8 @@ def load_results(path: str) -> pd.DataFrame:
     if "shape" not in frame.columns:
         frame["shape"] = [legacy_shape(rows, cols) if pd.notna(rows) and pd.notna(cols) else None
                           for rows, cols in zip(frame["rows"], frame["cols"])]
+    if "autograd_threads" not in frame.columns:
+        frame["autograd_threads"] = LEGACY_AUTOGRAD_THREADS
     empty = [column for column in KEY_COLUMNS + ["status"] if frame[column].isna().any()]
     if empty:
         line = int(frame.index[frame[empty[0]].isna()][0]) + 2  # +1 for the header, +1 from 0
@@ -137,7 +140,7 @@ def compare(baseline: pd.DataFrame, new: pd.DataFrame, threshold: float = DEFAUL
     pairs["threshold"] = [per_op.get(op, threshold) for op in pairs["op"]]
     judged = [_judge(row) for row in pairs.to_dict("records")]
     pairs["verdict"] = [verdict for verdict, _ in judged]
-    pairs["note"] = [note for _, note in judged]
+    pairs["note"] = [_with_threads_note(note, pair) for (_, note), pair in zip(judged, pairs.to_dict("records"))]
 
     order = pairs["verdict"].map({verdict: rank for rank, verdict in enumerate(VERDICTS)})
     pairs = pairs.assign(_order=order).sort_values(["_order"] + KEY_COLUMNS, kind="stable")
@@ -179,6 +182,14 @@ def _judge(pair: dict) -> tuple[str, str]:
             return "improvement", ""
         return "unchanged", "faster, but within noise (p20-p80 bands overlap)"
     return "unchanged", ""
+
+
+def _with_threads_note(note: str, pair: dict) -> str:
+    """note, plus a word where the two sides ran backward on different threads (bwd timings then differ)."""
+    before, after = pair.get("autograd_threads_baseline"), pair.get("autograd_threads_new")
+    if pd.isna(before) or pd.isna(after) or before == after:
+        return note
+    return "; ".join(part for part in (note, f"autograd_threads {before} -> {after}") if part)
 
 
 def copy_drift(baseline: pd.DataFrame, new: pd.DataFrame) -> tuple[float, int] | None:

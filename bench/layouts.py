@@ -25,8 +25,9 @@ LAYOUTS_2D = ("contiguous", "transposed-contiguous", "transposed view")
 LAYOUTS_CHANNEL = ("contiguous", "channels-last", "transposed view")
 #: Variational checks put this many rows along the shared dim; the rest of numel goes to the mask.
 SHARED_SIZE = 16
-#: Channel checks give each (n, c) this many spatial positions, split over the op's spatial dims.
-SPATIAL = {3: (16,), 4: (4, 4), 5: (4, 2, 2)}
+#: Channel checks give each (n, c) these spatial dims: 25 or 27 positions, so contiguous input takes
+#: the runs kernel (runs of >= 17) with blocks spanning more than 32 runs, and channels-last the tiles.
+SPATIAL = {3: (25,), 4: (5, 5), 5: (3, 3, 3)}
 MEMORY_FORMATS = {4: torch.channels_last, 5: torch.channels_last_3d}
 
 
@@ -39,16 +40,15 @@ def check_shape(mask: str, numel: int, dim: int = 0, rank: int = 2) -> tuple[int
 
     element: a square (rows, cols), so rows and cols both have many neighbours;
     variational: SHARED_SIZE along `dim`, the rest in the mask;
-    channel: (N, C, *SPATIAL[rank]) with N = C and N * C = numel / 16 channels, enough for the
-    statistics of the (N, C) channel mask.
+    channel: (N, C, *SPATIAL[rank]) with N = C and N * C >= numel / 16 channels, enough for the
+    statistics of the (N, C) channel mask (the tensor is then a little over numel).
     """
     if mask == "variational":
         mask_size = 4 * math.ceil(numel / SHARED_SIZE / 4)
         return (SHARED_SIZE, mask_size) if dim % 2 == 0 else (mask_size, SHARED_SIZE)
     if mask == "channel":
-        spatial = SPATIAL[rank]
-        side = 4 * math.ceil(math.sqrt(numel / math.prod(spatial)) / 4)
-        return (side, side, *spatial)
+        side = 4 * math.ceil(math.sqrt(numel / 16) / 4)
+        return (side, side, *SPATIAL[rank])
     side = 4 * math.ceil(math.sqrt(numel) / 4)
     return (side, side)
 

@@ -3,8 +3,9 @@
 Every row is one `write()` of a complete line followed by flush and fsync, so a
 killed sweep leaves at most one partial last line; opening the file again drops
 that line, reads the keys already measured (schema.KEY_COLUMNS) so the sweep can
-skip them, and appends. A file written before the `shape` column existed is
-rewritten first with it (rows x cols, the only shape there was), then appended to.
+skip them, and appends. A file written before a column existed (schema.ADDED_COLUMNS:
+`shape`, `autograd_threads`) is rewritten first with it (rows x cols, the only shape
+there was; True, PyTorch's default then), then appended to.
 The csv module (not pandas) keeps this independent of the pandas version.
 """
 
@@ -21,14 +22,12 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.schema import COLUMNS, COLUMNS_WITHOUT_SHAPE, KEY_COLUMNS, legacy_shape
+from bench.schema import ADDED_COLUMNS, COLUMNS, KEY_COLUMNS, fill_added
 
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
 HEADER = ",".join(COLUMNS) + "\n"
-#: The header of files written before the shape column.
-HEADER_WITHOUT_SHAPE = ",".join(COLUMNS_WITHOUT_SHAPE) + "\n"
 
 
 class ResultsError(ValueError):
@@ -102,15 +101,20 @@ def key_of(row: dict) -> tuple:
 def read_csv_text(text: str) -> list[dict] | None:
     """The rows of a results CSV's text, every cell a string; None if its header is not a known version's.
 
-    Rows of files from before the shape column get one: rows x cols.
+    A known version's header is COLUMNS, less some of the ADDED_COLUMNS: rows of those files
+    get the missing columns filled (schema.fill_added).
     """
     if text.startswith(HEADER):
         return list(csv.DictReader(io.StringIO(text)))
-    if text.startswith(HEADER_WITHOUT_SHAPE):
-        rows = list(csv.DictReader(io.StringIO(text)))
-        return [{column: row.get(column, "") if column != "shape" else legacy_shape(row["rows"], row["cols"])
-                 for column in COLUMNS} for row in rows]
-    return None
+    if not is_older_header(text.split("\n", 1)[0].rstrip("\r").split(",")):
+        return None
+    return [fill_added(row) for row in csv.DictReader(io.StringIO(text))]
+
+
+def is_older_header(header: list[str]) -> bool:
+    """Whether `header` is COLUMNS with some of the ADDED_COLUMNS left out (a file of an older version)."""
+    missing = set(COLUMNS) - set(header)
+    return bool(missing) and missing <= set(ADDED_COLUMNS) and header == [c for c in COLUMNS if c in header]
 
 
 def _cell(value, exact: bool = False) -> str:
@@ -132,7 +136,9 @@ def format_line(row: dict) -> str:
 class ResultsFile:
     """A results CSV opened for appending, with the rows it already held."""
 
-    def __init__(self, path: str | Path, device_name: str):
+    def __init__(self, path: str | Path, device_name: str, autograd_threads: bool | None = None):
+        """Open (and resume) path for rows measured on device_name, with autograd_threads where given:
+        rows measured otherwise raise ResultsError instead of mixing into one file."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.rows = self._read_existing()
@@ -142,6 +148,12 @@ class ResultsFile:
             raise ResultsError(
                 f"{self.path} holds rows measured on {', '.join(others)}, not {device_name}; "
                 f"give this device its own file (results.path=...)"
+            )
+        settings = sorted({row["autograd_threads"] for row in self.rows} - {str(autograd_threads)})
+        if autograd_threads is not None and settings:
+            raise ResultsError(
+                f"{self.path} holds rows measured with timing.autograd_threads={', '.join(settings)}, "
+                f"this sweep uses {autograd_threads}; give it its own file (results.path=...)"
             )
         self.done = {key_of(row) for row in self.rows}
         self._file = open(self.path, "a", newline="", encoding="utf-8")
@@ -182,8 +194,8 @@ class ResultsFile:
 
     def _rewrite(self, rows: list[dict]) -> None:
         """Replace a file of an older version by the same rows in this version's columns, atomically."""
-        log.warning("%s: written before the shape column; rewriting it with shape = rows x cols to append to it",
-                    self.path)
+        log.warning("%s: written before the columns %s; rewriting it with them filled in to append to it",
+                    self.path, ", ".join(ADDED_COLUMNS))
         temporary = self.path.with_name(self.path.name + ".upgrading")
         with open(temporary, "w", newline="", encoding="utf-8") as file:
             file.write(HEADER + "".join(format_line(row) for row in rows))

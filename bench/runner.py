@@ -237,14 +237,16 @@ def run(cfg, device: str, progress: bool = True) -> SweepResult:
     torch.manual_seed(int(cfg.seed))
     compiled.configure_dynamo()
     points = plan.expand(cfg, device)
-    env = results.environment(device)
+    threads = bool(cfg.timing.autograd_threads)
+    env = {**results.environment(device), "autograd_threads": threads}
     path = Path(cfg.results.path) if cfg.results.get("path") else results.default_path(env["device"])
-    with results.ResultsFile(path, env["device"]) as out:
+    with results.ResultsFile(path, env["device"], autograd_threads=threads) as out:
         skipped = sum(key in out.done for point in points for key in point.keys())
         log.info("results: %s (%d rows there already, %d of this sweep's %d keys done; run_id %s)",
                  path, out.resumed, skipped, sum(len(point.keys()) for point in points), env["run_id"])
         sweep = Sweep(cfg, device, out, env)
-        with logging_redirect_tqdm():
+        # Where backward runs (configs/timing/default.yaml says why it matters for one op's timing).
+        with logging_redirect_tqdm(), torch.autograd.set_multithreading_enabled(threads):
             bar = tqdm(points, desc="dropbench", unit="point", disable=not progress)
             for point in bar:
                 bar.set_postfix_str(point.label(), refresh=False)

@@ -16,6 +16,7 @@ COLUMNS = [
     "p",                 # drop probability
     "direction",         # fwd | bwd | fwd+bwd
     "timer",             # do_bench | cudagraph | cpu
+    "autograd_threads",  # True: backward ran on autograd's device thread (PyTorch's default); False: on the caller's
     "ms_median",         # median time of one call, milliseconds
     "ms_p20",            # 20th percentile, milliseconds
     "ms_p80",            # 80th percentile, milliseconds
@@ -43,6 +44,10 @@ COLUMNS = [
 KEY_COLUMNS = ["op", "backend", "dtype", "rows", "cols", "shape", "p", "direction", "timer"]
 #: The columns of files written before `shape` existed; readers fill it in as legacy_shape(rows, cols).
 COLUMNS_WITHOUT_SHAPE = [column for column in COLUMNS if column != "shape"]
+#: Columns added since the first files; older files lack some of them and readers fill them in (fill_added).
+ADDED_COLUMNS = ["shape", "autograd_threads"]
+#: What runs before the autograd_threads column did: PyTorch's default, backward on the device thread.
+LEGACY_AUTOGRAD_THREADS = "True"
 
 #: Dropout operators; rows with op == "copy" (backend "copy", direction "fwd") are the
 #: device-to-device copy of a (rows, cols) tensor that pct_of_copy is measured against.
@@ -72,3 +77,13 @@ def shape_text(shape) -> str:
 def legacy_shape(rows, cols) -> str:
     """The shape of a row written before the column existed: every input was (rows, cols)."""
     return shape_text((rows, cols))
+
+
+def fill_added(row: dict) -> dict:
+    """A row of an older file with every column, the ADDED_COLUMNS it lacked filled as they were then."""
+    filled = {column: row.get(column, "") for column in COLUMNS}
+    if "shape" not in row:
+        filled["shape"] = legacy_shape(row["rows"], row["cols"])
+    if "autograd_threads" not in row:
+        filled["autograd_threads"] = LEGACY_AUTOGRAD_THREADS
+    return filled

@@ -15,11 +15,12 @@ element mask of x.shape[:2]). A, B and A * a' + B are computed in fp64 on the ho
 and passed as fp64 bit patterns (like scale_bits); the kernels compute
 x * A + B in fp32 (fp64 for fp64) and round once to the input dtype.
 
-Two kernels, as element and variational dropout have: a rows kernel taking BLOCK
+Three kernels, as element and variational dropout have: a rows kernel taking BLOCK
 consecutive elements as seeded's [BLOCK/4, 4] tile (one Philox call per 4
-elements), and a locked kernel for the channel form taking variational's
-[BLOCK_D, BLOCK_M] tile (one Philox call per channel, shared along the spatial
-positions). Backward is the same kernel with B = 0 and dropped value 0.
+elements), and for the channel form variational's locked kernel ([BLOCK_D, BLOCK_M]
+tiles, one Philox call per channel, shared along the spatial positions) and its
+runs kernel (contiguous channels-first x, channels as runs of S elements).
+Backward is the same kernel with B = 0 and dropped value 0.
 
 Bytes moved per element: one read and one write of the dtype. Operations: one
 Philox call per 4 elements (per channel for the feature form), one compare, one
@@ -50,18 +51,19 @@ from kernels.contract import (
     keep_threshold,
 )
 from kernels.dispatch import launch
-from kernels.launcher import Launcher, autotune_bench
+from kernels.launcher import Launcher, autotune_bench, latest_config
 from kernels.seeded import (
     CPU_CONFIG,
     INT32_LIMIT,
     ROWS_CONFIGS,
     _element_words,
+    _keeps,
     _rows_tile,
     _rows_tile_words,
     describe_config,
     drops_everything,
 )
-from kernels.variational import _locked_tile
+from kernels.variational import _locked_tile, _runs_keep
 
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
@@ -79,7 +81,12 @@ def alpha_constants(p: float) -> tuple[float, float, float]:
 @triton.jit
 def _apply_alpha(x, word, threshold, a_bits, b_bits, dropped_bits):
     """x * A + B where word >= threshold, else the constant `dropped`; fp32 math (fp64 for fp64)."""
-    keep = word.to(tl.uint32, bitcast=True) >= threshold.to(tl.uint32)
+    return _alpha_kept(x, _keeps(word, threshold), a_bits, b_bits, dropped_bits)
+
+
+@triton.jit
+def _alpha_kept(x, keep, a_bits, b_bits, dropped_bits):
+    """x * A + B where keep, else the constant `dropped`; fp32 math (fp64 for fp64)."""
     # Triton types a small int argument (the 0 bits of B = 0 in backward) as int32: widen before the bitcast.
     a = a_bits.to(tl.int64).to(tl.float64, bitcast=True)
     b = b_bits.to(tl.int64).to(tl.float64, bitcast=True)
@@ -131,6 +138,23 @@ def _alpha_locked_kernel(
     tl.store(out_ptr + out_offsets, y, mask=in_bounds)
 
 
+@triton.jit(do_not_specialize=["seed", "threshold", "a_bits", "b_bits", "dropped_bits"])
+def _alpha_runs_kernel(
+    x_ptr, out_ptr, seed, threshold, a_bits, b_bits, dropped_bits, numel, run_len,
+    WIDE_INDEX: tl.constexpr, BLOCK: tl.constexpr,
+):
+    """variational's runs kernel with the alpha map: element e is kept iff mask element e // run_len is."""
+    pid = tl.program_id(0)
+    if WIDE_INDEX:
+        pid = pid.to(tl.int64)
+    start = pid * BLOCK
+    offsets = start + tl.arange(0, BLOCK)
+    in_bounds = offsets < numel
+    keep = _runs_keep(seed, threshold, start, run_len, BLOCK)
+    x = tl.load(x_ptr + offsets, mask=in_bounds)
+    tl.store(out_ptr + offsets, _alpha_kept(x, keep, a_bits, b_bits, dropped_bits), mask=in_bounds)
+
+
 _alpha_rows_autotuned = triton.autotune(
     configs=ROWS_CONFIGS, key=["rows", "cols", "x_row_stride"], do_bench=autotune_bench
 )(_alpha_rows_kernel)
@@ -139,8 +163,15 @@ _alpha_locked_autotuned = triton.autotune(
 )(_alpha_locked_kernel)
 
 
+_alpha_runs_autotuned = triton.autotune(
+    configs=variational.RUNS_CONFIGS, key=["numel", "run_len"], do_bench=autotune_bench,
+    prune_configs_by={"early_config_prune": variational.fitting_runs_configs},
+)(_alpha_runs_kernel)
+
+
 _rows = Launcher(_alpha_rows_kernel, _alpha_rows_autotuned, cpu_config=CPU_CONFIG)
 _locked = Launcher(_alpha_locked_kernel, _alpha_locked_autotuned, cpu_config=variational.CPU_CONFIG)
+_runs = Launcher(_alpha_runs_kernel, _alpha_runs_autotuned, cpu_config=variational.RUNS_CPU_CONFIG)
 
 
 def chosen_config() -> str:
@@ -150,7 +181,7 @@ def chosen_config() -> str:
 
 def chosen_feature_config() -> str:
     """The config of the last launch of the feature kernel, the autotuner's choice on a GPU ('' before any)."""
-    return describe_config(_locked.last_config)
+    return describe_config(latest_config(_locked, _runs))
 
 
 @functools.lru_cache(maxsize=512)
@@ -200,7 +231,7 @@ def feature_alpha_dropout_forward(
     if layout is None:
         x = x.contiguous()  # dims around `dim` that no stride merges: documented copy
         layout = variational._as_outer_d_m(x, dim)
-    variational.launch_locked(_locked, (x, out, seed, keep_threshold(p), *_map_bits(p, grad)), layout, config)
+    variational.launch_shared(_locked, _runs, (x, out, seed, keep_threshold(p), *_map_bits(p, grad)), layout, config)
     return out
 
 

@@ -16,6 +16,7 @@ generated code is the same. (The mask never depends on the config, only the spee
 
 from __future__ import annotations
 
+import itertools
 import operator
 from collections.abc import Callable
 
@@ -41,8 +42,10 @@ class Launcher:
     (the interpreter) with `cpu_config`; on a GPU with `gpu_config`, or else with the choice of
     `autotuned` (a triton.autotune over the same kernel), asked once per autotune key.
 
-    `last_config` is the config of the latest launch.
+    `last_config` is the config of the latest launch; `last_launch` orders launches across Launchers.
     """
+
+    _launches = itertools.count(1)
 
     def __init__(self, kernel, autotuned=None, *, cpu_config=None, gpu_config=None):
         self.kernel, self.autotuned = kernel, autotuned
@@ -51,7 +54,7 @@ class Launcher:
         # does not change the result (the mask does not depend on the config), only the speed.
         self.key_of = operator.itemgetter(*[autotuned.arg_names.index(name) for name in autotuned.keys]) \
             if autotuned else None
-        self.last_config = None
+        self.last_config, self.last_launch = None, 0
         self._chosen: dict[tuple, object] = {}
         self._several_gpus = None
 
@@ -73,6 +76,7 @@ class Launcher:
             self._launch(grid, args, constexprs, config)
 
     def _launch(self, grid, args, constexprs, config) -> None:
+        self.last_launch = next(Launcher._launches)
         if config is None:
             key = (self.key_of(args), args[0].dtype)
             config = self._chosen.get(key)
@@ -82,3 +86,8 @@ class Launcher:
                 return
         self.last_config = config
         self.kernel[grid(config.kwargs)](*args, **constexprs, **config.all_kwargs())
+
+
+def latest_config(*launchers: Launcher):
+    """The config of whichever of `launchers` launched last (None before any launch)."""
+    return max(launchers, key=lambda launcher: launcher.last_launch).last_config

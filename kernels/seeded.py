@@ -76,9 +76,20 @@ def _rows_tile_words(key, first_counter, BLOCK: tl.constexpr):
 
 
 @triton.jit
+def _keeps(word, threshold):
+    """The contract's keep decision: the 32-bit word, read unsigned, is >= T(p)."""
+    return word.to(tl.uint32, bitcast=True) >= threshold.to(tl.uint32)
+
+
+@triton.jit
 def _apply_keep(x, word, threshold, scale_bits):
     """x * scale where word >= threshold, else exactly 0, computed in fp32 (fp64 for fp64)."""
-    keep = word.to(tl.uint32, bitcast=True) >= threshold.to(tl.uint32)
+    return _scale_kept(x, _keeps(word, threshold), scale_bits)
+
+
+@triton.jit
+def _scale_kept(x, keep, scale_bits):
+    """x * scale where keep, else exactly 0, computed in fp32 (fp64 for fp64)."""
     scale = scale_bits.to(tl.float64, bitcast=True)
     if x.dtype == tl.float64:
         scaled = x * scale

@@ -12,6 +12,15 @@ the arithmetic per element falls as 1 / BLOCK_D while bytes stay one read and
 one write per element. When `dim` is the last dim (B = 1) the mask runs along A
 and the shared axis is the contiguous one; the same kernel covers both through
 strides.
+
+Short runs: when the shared axis is the contiguous one and x is contiguous (dim
+last, or channel dropout's (N*C, S) feature maps), x is runs of D consecutive
+elements, run r taking mask element r. A [BLOCK_D, BLOCK_M] tile fits such runs
+badly when D is short (D = 49 for a 7 x 7 map: a 64-row tile wastes a quarter of
+its lanes, and rows of 49 elements break vectorized loads). The runs kernel reads
+x as element dropout does, BLOCK consecutive elements per program with wide
+loads, draws the keep decisions of the (at most 64) runs the block touches into
+two 32-bit words, and gives each element the bit of its run.
 """
 
 import functools
@@ -28,11 +37,13 @@ from kernels.contract import (
     check_seed,
 )
 from kernels.dispatch import launch
-from kernels.launcher import Launcher, autotune_bench
+from kernels.launcher import Launcher, autotune_bench, latest_config
 from kernels.seeded import (
     INT32_LIMIT,
     _apply_keep,
     _element_words,
+    _keeps,
+    _scale_kept,
     describe_config,
     drops_everything,
     keep_constants,
@@ -73,6 +84,71 @@ def _locked_dropout_kernel(
     tl.store(out_ptr + out_offsets, y, mask=in_bounds)
 
 
+@triton.jit
+def _runs_keep(seed, threshold, start, run_len, BLOCK: tl.constexpr):
+    """Keep decisions of elements start .. start + BLOCK - 1 of runs of run_len elements (run r: mask element r).
+
+    Needs BLOCK <= max_runs_block(run_len): the block then touches at most 64 runs.
+    """
+    first_run = start // run_len
+    local = (start - first_run * run_len).to(tl.int32) + tl.arange(0, BLOCK)  # from the first run's start
+    # local // run_len through a float reciprocal (an integer division per element would cost more
+    # than the rest of the kernel); the estimate is within 1 of the quotient, the compares make it exact.
+    run = ((local.to(tl.float32) + 0.5) * (1.0 / run_len.to(tl.float32))).to(tl.int32)
+    run += (local >= (run + 1) * run_len).to(tl.int32) - (local < run * run_len).to(tl.int32)
+    # One Philox word per run (the contract's word r mod 4 of counter r div 4), packed into two words of bits.
+    runs = tl.arange(0, 64)
+    kept = _keeps(_element_words(seed, first_run + runs), threshold)
+    low = tl.sum(tl.where(kept & (runs < 32), 1 << (runs % 32), 0), axis=0)  # distinct bits: sum is OR
+    high = tl.sum(tl.where(kept & (runs >= 32), 1 << (runs % 32), 0), axis=0)
+    bits = tl.where(run < 32, low, high)
+    return ((bits >> (run % 32)) & 1) != 0
+
+
+@triton.jit(do_not_specialize=["seed", "threshold", "scale_bits"])
+def _runs_dropout_kernel(
+    x_ptr, out_ptr, seed, threshold, scale_bits, numel, run_len,
+    WIDE_INDEX: tl.constexpr, BLOCK: tl.constexpr,
+):
+    """x as runs of run_len contiguous elements: element e is kept iff mask element e // run_len is."""
+    pid = tl.program_id(0)
+    if WIDE_INDEX:
+        pid = pid.to(tl.int64)
+    start = pid * BLOCK
+    offsets = start + tl.arange(0, BLOCK)
+    in_bounds = offsets < numel
+    keep = _runs_keep(seed, threshold, start, run_len, BLOCK)
+    x = tl.load(x_ptr + offsets, mask=in_bounds)
+    tl.store(out_ptr + offsets, _scale_kept(x, keep, scale_bits), mask=in_bounds)
+
+
+#: Runs the runs kernel takes: from 17 elements (a 1024 block then spans at most 62 runs, 64 fit
+#: the bit words) to 2**24 (its int32 index arithmetic stays exact); other layouts take the tiles.
+MIN_RUN, MAX_RUN = 17, 2**24
+
+
+def max_runs_block(run_len: int) -> int:
+    """The largest BLOCK whose elements span at most 64 runs of run_len, wherever the block starts."""
+    return 62 * run_len + 2
+
+
+def fitting_runs_configs(configs, named_args, **kwargs):
+    """Autotuner prune: the runs configs whose BLOCK fits 64 runs of this run_len."""
+    return [config for config in configs if config.kwargs["BLOCK"] <= max_runs_block(named_args["run_len"])]
+
+
+RUNS_CONFIGS = [
+    triton.Config({"BLOCK": block}, num_warps=warps)
+    for block, warps in [(1024, 4), (2048, 4), (2048, 8), (4096, 4), (4096, 8), (8192, 8)]
+]
+_runs_dropout_autotuned = triton.autotune(
+    configs=RUNS_CONFIGS, key=["numel", "run_len"], do_bench=autotune_bench,
+    prune_configs_by={"early_config_prune": fitting_runs_configs},
+)(_runs_dropout_kernel)
+#: Under the CPU interpreter: the largest block every run length from MIN_RUN fits.
+RUNS_CPU_CONFIG = triton.Config({"BLOCK": 1024}, num_warps=4)
+
+
 LOCKED_CONFIGS = [
     triton.Config({"BLOCK_D": block_d, "BLOCK_M": block_m}, num_warps=warps)
     for block_d, block_m, warps in [
@@ -93,11 +169,12 @@ CPU_CONFIG = triton.Config({"BLOCK_D": 64, "BLOCK_M": 256}, num_warps=4)
 
 
 _locked = Launcher(_locked_dropout_kernel, _locked_dropout_autotuned, cpu_config=CPU_CONFIG)
+_runs = Launcher(_runs_dropout_kernel, _runs_dropout_autotuned, cpu_config=RUNS_CPU_CONFIG)
 
 
 def chosen_config() -> str:
-    """The config of the last launch, the autotuner's choice on a GPU ('' before any)."""
-    return describe_config(_locked.last_config)
+    """The config of the last launch (tiles or runs kernel), the autotuner's choice on a GPU ('' before any)."""
+    return describe_config(latest_config(_locked, _runs))
 
 
 def _collapse(sizes, strides):
@@ -147,8 +224,42 @@ def variational_dropout_forward(x: torch.Tensor, p: float, seed: int, dim: int, 
         x = x.contiguous()  # dims around `dim` that no stride merges: documented copy
         layout = _as_outer_d_m(x, dim)
     threshold, bits = keep_constants(p)
-    launch_locked(_locked, (x, out, seed, threshold, bits), layout, config)
+    launch_shared(_locked, _runs, (x, out, seed, threshold, bits), layout, config)
     return out
+
+
+def takes_runs(layout) -> bool:
+    """Whether x and out are runs of D contiguous elements at the same offsets, run r sharing mask
+    element r, with D in the runs kernel's range."""
+    (outer, size_d, size_m), x_strides, out_strides, _ = layout
+    def is_runs(strides):
+        return strides[1] == 1 and (size_m == 1 or strides[2] == size_d)
+
+    return outer == 1 and is_runs(x_strides) and is_runs(out_strides) and MIN_RUN <= size_d <= MAX_RUN
+
+
+def launch_shared(tiles_launcher, runs_launcher, leading_args: tuple, layout, config) -> None:
+    """Launch a shared-mask kernel: the runs kernel where takes_runs(layout), else the tiles.
+
+    A given config picks the kernel too: BLOCK for the runs kernel (ValueError where the layout
+    does not take it), BLOCK_D and BLOCK_M for the tiles. Else the launcher's default (autotuned on a GPU).
+    """
+    if config is None or "BLOCK" in config.kwargs:
+        if takes_runs(layout):
+            _launch_runs(runs_launcher, leading_args, layout, config)
+            return
+        if config is not None:
+            raise ValueError(f"config {config} is for the runs kernel, which this layout does not take: {layout}")
+    launch_locked(tiles_launcher, leading_args, layout, config)
+
+
+def _launch_runs(launcher, leading_args: tuple, layout, config) -> None:
+    (_, size_d, size_m), _, _, wide = layout
+    numel = size_d * size_m
+    if config is not None and config.kwargs["BLOCK"] > max_runs_block(size_d):
+        raise ValueError(f"BLOCK={config.kwargs['BLOCK']} spans more than 64 runs of {size_d}")
+    launcher(lambda meta: (triton.cdiv(numel, meta["BLOCK"]),), (*leading_args, numel, size_d),
+             {"WIDE_INDEX": wide}, config)
 
 
 def launch_locked(launcher, leading_args: tuple, layout, config) -> None:

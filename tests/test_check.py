@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from bench import check, families, registry
 from bench.registry import Implementation
-from kernels import reference
+from kernels import alpha, reference, variational
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 P = 0.5
@@ -61,6 +61,16 @@ def test_every_op_passes(op, kind):
     backend = seeded_backend(op) if kind == "seeded" else "eager"
     verdict = run_check(registry.get(op, backend))
     assert verdict.ok, f"{op}/{backend} failed its check: {verdict.reason}"
+
+
+@pytest.mark.parametrize("op, kernels_module", [("dropout2d", variational), ("feature_alpha_dropout", alpha)])
+def test_the_channel_check_runs_both_the_runs_kernel_and_the_tiles(op, kernels_module):
+    """Contiguous maps of >= 17 positions take the runs kernel, channels-last the tiles: the check must cover both."""
+    launchers = (kernels_module._runs, kernels_module._locked)
+    before = [launcher.last_launch for launcher in launchers]
+    assert run_check(registry.get(op, "triton_seeded")).ok
+    assert [launcher.last_launch > old for launcher, old in zip(launchers, before)] == [True, True], \
+        "the check did not launch both kernels"
 
 
 @pytest.mark.parametrize("op", ["dropout_inplace", "feature_alpha_dropout"])

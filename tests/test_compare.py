@@ -23,7 +23,7 @@ def row(**overrides) -> dict:
         "speedup_vs_eager": 2.0, "saved_bytes": 0, "peak_bytes": 0, "config": "", "status": "ok",
         "error": "", "device": H100, "sm_count": 132, "torch": "2.11.0", "triton": "3.6.0",
         "cuda": "12.8", "commit": "abc1234", "host": "gpu-1", "timestamp": "2026-01-01T00:00:00Z",
-        "run_id": "r1",
+        "run_id": "r1", "autograd_threads": "False",
     }
     values.update(overrides)
     values.setdefault("shape", f"{values['rows']}x{values['cols']}")
@@ -289,3 +289,13 @@ def test_committed_results_from_before_the_shape_column_still_compare(name):
     frame = cmp.load_results(path)
     assert (frame["shape"] == frame["rows"].astype(str) + "x" + frame["cols"].astype(str)).all()
     assert cmp.has_failed(cmp.compare(frame, frame), frame.iloc[0:0]) is False
+
+
+def test_a_pair_measured_with_different_autograd_threads_says_so(tmp_path):
+    old = tmp_path / "old.csv"
+    pd.DataFrame([row(direction="bwd")]).drop(columns="autograd_threads").to_csv(old, index=False)
+    new = write(tmp_path / "new.csv", [row(direction="bwd", ms_median=0.5)])
+    result = cmp.compare(cmp.load_results(str(old)), cmp.load_results(new))
+    assert result["note"].iloc[0] == "autograd_threads True -> False", "files without the column ran with True"
+    same = cmp.compare(cmp.load_results(new), cmp.load_results(new))
+    assert same["note"].iloc[0] == ""

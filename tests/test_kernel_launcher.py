@@ -8,7 +8,7 @@ import pytest
 import torch
 import triton
 
-from kernels.launcher import Launcher
+from kernels.launcher import Launcher, latest_config
 
 CHOICE = triton.Config({"BLOCK": 64}, num_warps=4)
 
@@ -89,3 +89,14 @@ def test_without_a_config_the_cpu_takes_cpu_config_and_no_autotuner(launches):
     _launch(launcher, torch.zeros(256), 7, 256)
     assert [launch[0] for launch in launches] == ["kernel"]
     assert launcher.last_config is cpu_config
+
+
+def test_latest_config_is_the_config_of_whichever_launcher_launched_last(launches):
+    first, second = (triton.Config({"BLOCK": block}, num_warps=4) for block in (128, 256))
+    tiles, runs = Launcher(FakeKernel(launches)), Launcher(FakeKernel(launches))
+    assert latest_config(tiles, runs) is None, "no launch yet: no config"
+    _launch(tiles, torch.zeros(256), 7, 256, config=first)
+    _launch(runs, torch.zeros(256), 7, 256, config=second)
+    assert latest_config(tiles, runs) is second
+    _launch(tiles, torch.zeros(256), 7, 256, config=first)
+    assert latest_config(tiles, runs) is first

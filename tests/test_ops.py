@@ -13,7 +13,7 @@ from test_seeded import dtypes_for, kept, saved_bytes
 import kernels
 from baselines import ops as eager_ops
 from bench import registry
-from kernels import alpha, reference
+from kernels import alpha, reference, variational
 
 SEED = 0x5EED_0F_C4A77E1
 
@@ -38,6 +38,7 @@ CHANNEL_CASES = [
     pytest.param("dropout1d", (5, 24, 7), False, id="dropout1d-NCL"),
     pytest.param("dropout1d", (48, 7), True, id="dropout1d-CL"),
     pytest.param("dropout2d", (5, 12, 3, 4), False, id="dropout2d-NCHW"),
+    pytest.param("dropout2d", (3, 40, 7, 7), False, id="dropout2d-7x7-runs"),
     pytest.param("dropout3d", (3, 8, 2, 3, 4), False, id="dropout3d-NCDHW"),
     pytest.param("dropout3d", (24, 2, 3, 4), True, id="dropout3d-CDHW"),
     pytest.param("feature_dropout", (5, 12, 7), False, id="feature-3d"),
@@ -354,6 +355,7 @@ def test_alpha_strided_inputs_use_logical_order(make_view, device, generator):
     "shape, make_view",
     [
         pytest.param((5, 12, 7), lambda t: t, id="NCL"),
+        pytest.param((5, 12, 7, 7), lambda t: t, id="7x7-maps-runs-kernel"),
         pytest.param((4, 12, 3, 5), lambda t: t.to(memory_format=torch.channels_last), id="channels-last"),
         pytest.param((4, 12, 3, 5), lambda t: t[:, :, 1:], id="spatial-slice"),
         pytest.param((24, 40), lambda t: t, id="2d-is-element"),
@@ -365,6 +367,15 @@ def test_feature_alpha_follows_the_reference(shape, make_view, device, generator
     y = kernels.feature_alpha_dropout(x, 0.5, SEED)
     rtol, atol = ALPHA_TOL[torch.float32]
     torch.testing.assert_close(alpha_cpu(y), reference.feature_alpha_dropout(x, 0.5, SEED), rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("shape, kernel", [((6, 40, 7, 7), "BLOCK="), ((6, 40, 3, 3), "BLOCK_D=")])
+def test_channel_ops_take_the_runs_kernel_for_contiguous_maps_of_17_or_more(shape, kernel, device, generator):
+    x = random_input(shape, torch.float32, device, generator)
+    kernels.dropout2d(x, 0.5, SEED)
+    assert variational.chosen_config().startswith(kernel), f"dropout2d of {shape}: {variational.chosen_config()}"
+    kernels.feature_alpha_dropout(x, 0.5, SEED)
+    assert alpha.chosen_feature_config().startswith(kernel), f"feature_alpha of {shape}"
 
 
 def test_feature_alpha_mask_is_dropout2ds_mask_and_gradient_is_a_where_kept(device, generator):

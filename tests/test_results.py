@@ -162,3 +162,31 @@ def test_a_row_without_shape_is_malformed(tmp_path):
     path.write_text(results.HEADER + results.format_line(row(shape="")))
     with pytest.raises(results.ResultsError, match="line 2 has a malformed key"):
         results.ResultsFile(path, "cpu")
+
+
+def test_a_file_from_before_the_autograd_threads_column_is_upgraded_with_pytorchs_default(tmp_path):
+    path = tmp_path / "old.csv"
+    with open(path, "w", newline="") as file:
+        writer = csv.DictWriter(file, [c for c in COLUMNS if c != "autograd_threads"], extrasaction="ignore",
+                                lineterminator="\n")
+        writer.writeheader()
+        writer.writerow(row(rows=8))
+    with results.ResultsFile(path, "cpu", autograd_threads=True) as out:
+        out.write(row(rows=8, direction="bwd", autograd_threads=True))
+    assert [(r["direction"], r["autograd_threads"]) for r in read(path)] == [("fwd", "True"), ("bwd", "True")]
+
+
+def test_a_file_of_another_autograd_threads_setting_is_refused(tmp_path):
+    path = tmp_path / "r.csv"
+    with results.ResultsFile(path, "cpu", autograd_threads=False) as out:
+        out.write(row(autograd_threads=False))
+    with pytest.raises(results.ResultsError, match="timing.autograd_threads=False, this sweep uses True"):
+        results.ResultsFile(path, "cpu", autograd_threads=True)
+    assert results.ResultsFile(path, "cpu", autograd_threads=False).resumed == 1
+
+
+def test_an_unknown_header_is_refused(tmp_path):
+    path = tmp_path / "r.csv"
+    path.write_text(",".join(c for c in COLUMNS if c != "timer") + "\n")
+    with pytest.raises(results.ResultsError, match="header is not this version's"):
+        results.ResultsFile(path, "cpu")

@@ -77,6 +77,22 @@ def test_smoke_rows_follow_the_schema(tmp_path, fast_compile):
     assert all(row["numel"] == str(int(row["rows"]) * int(row["cols"])) for row in rows)
 
 
+@pytest.mark.parametrize("threads", [False, True])
+def test_backward_runs_where_timing_autograd_threads_says_and_the_rows_say_so(tmp_path, fast_compile, monkeypatch,
+                                                                              threads):
+    seen = []
+    real = runner.make_step
+
+    def recording_step(direction, calls, grad_out):
+        seen.append(torch._C._is_multithreading_enabled())  # what set_multithreading_enabled sets
+        return real(direction, calls, grad_out)
+
+    monkeypatch.setattr(runner, "make_step", recording_step)
+    rows = sweep_rows(tmp_path, f"timing.autograd_threads={threads}", "op=dropout")
+    assert seen and set(seen) == {threads}, "the steps did not run under the configured setting"
+    assert {row["autograd_threads"] for row in rows} == {str(threads)}
+
+
 def test_derived_columns_follow_their_formulas(tmp_path, fast_compile):
     rows = sweep_rows(tmp_path)
     copy_ms = {(r["rows"], r["timer"]): float(r["ms_median"]) for r in rows if r["op"] == "copy"}

@@ -104,12 +104,18 @@ def test_int64_index_path_gives_the_same_mask(monkeypatch, device, generator):
     expected = reference.keep_mask(x.shape, 0.5, SEED)
     monkeypatch.setattr(seeded, "INT32_LIMIT", 0)
     monkeypatch.setattr(variational, "INT32_LIMIT", 0)
+    variational._layout.cache_clear()  # layouts cached before the patch say "not wide"
     assert torch.equal(kept(seeded_dropout(x, 0.5, SEED)), expected)
     assert torch.equal(kept(seeded_dropout(x.t(), 0.5, SEED)), reference.keep_mask((40, 5), 0.5, SEED))
     assert torch.equal(
         kept(variational.variational_dropout(x, 0.5, SEED, 0)),
         reference.variational_keep_mask(x.shape, 0.5, SEED, 0).expand(x.shape),
     )
+    assert torch.equal(  # dim last: the runs kernel
+        kept(variational.variational_dropout(x, 0.5, SEED, 1)),
+        reference.variational_keep_mask(x.shape, 0.5, SEED, 1).expand(x.shape),
+    )
+    variational._layout.cache_clear()  # nor may the patched layouts outlive the test
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: 2**31 + 4096 elements")

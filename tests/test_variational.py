@@ -6,7 +6,7 @@ import triton
 from helpers import assert_dropout_values, keep_fraction_bound, random_input
 from test_seeded import kept, saved_bytes
 
-from kernels import reference, seeded_dropout, variational_dropout
+from kernels import reference, seeded_dropout, variational, variational_dropout
 from kernels.variational import variational_dropout_forward
 
 SEED = 987_654_321
@@ -57,6 +57,52 @@ def test_mask_does_not_depend_on_tile_shape(block_d, block_m, dim, device, gener
     config = triton.Config({"BLOCK_D": block_d, "BLOCK_M": block_m}, num_warps=2)
     y = variational_dropout_forward(x, 0.5, SEED, dim, config=config)
     assert torch.equal(kept(y), expected_keep(x.shape, 0.5, dim)), f"mask changed with tile {block_d}x{block_m}"
+
+
+#: Run lengths around the runs kernel's limits: its minimum, the 32-run word boundary, a 7 x 7 map.
+RUN_LENGTHS = [17, 31, 32, 33, 49, 64, 196, 3136]
+
+
+@pytest.mark.parametrize("run_len", RUN_LENGTHS)
+def test_runs_kernel_is_bit_exact_for_every_run_length(run_len, device, generator):
+    runs = 3 * 1024 // run_len + 2  # several blocks, most starting inside a run
+    x = random_input((runs, run_len), torch.float32, device, generator)
+    y = variational_dropout(x, 0.5, SEED, 1)
+    assert variational.chosen_config().startswith("BLOCK="), "a contiguous dim-last input should take the runs kernel"
+    keep = expected_keep(x.shape, 0.5, 1)
+    assert torch.equal(kept(y), keep), f"runs kernel mask differs from the reference for runs of {run_len}"
+    assert_dropout_values(y, x, keep, 0.5, f"(runs of {run_len})")
+
+
+@pytest.mark.parametrize("block", [1024, 2048, 4096])
+def test_runs_kernel_mask_does_not_depend_on_block(block, device, generator):
+    x = random_input((150, 70), torch.float32, device, generator)
+    y = variational_dropout_forward(x, 0.5, SEED, 1, config=triton.Config({"BLOCK": block}, num_warps=4))
+    assert torch.equal(kept(y), expected_keep(x.shape, 0.5, 1)), f"mask changed with BLOCK={block}"
+
+
+def test_runs_and_tiles_agree_and_layouts_pick_the_kernel(device, generator):
+    x = random_input((40, 3, 49), torch.float32, device, generator)
+    tiles = variational_dropout_forward(x, 0.5, SEED, 2, config=triton.Config({"BLOCK_D": 64, "BLOCK_M": 16}))
+    assert variational.chosen_config().startswith("BLOCK_D=")
+    runs = variational_dropout(x, 0.5, SEED, 2)
+    assert variational.chosen_config().startswith("BLOCK="), "contiguous runs of 49 should take the runs kernel"
+    assert torch.equal(runs, tiles), "the runs kernel and the tiles disagree"
+    variational_dropout(x, 0.5, SEED, 1)  # mask shared along a middle dim: tiles
+    assert variational.chosen_config().startswith("BLOCK_D=")
+    variational_dropout(random_input((40, 9), torch.float32, device, generator), 0.5, SEED, 1)
+    assert variational.chosen_config().startswith("BLOCK_D="), "runs shorter than MIN_RUN take the tiles"
+
+
+def test_runs_configs_are_pruned_to_64_runs_and_forced_misfits_are_refused(device):
+    blocks = [config.kwargs["BLOCK"] for config in variational.fitting_runs_configs(
+        variational.RUNS_CONFIGS, {"run_len": 33})]
+    assert max(blocks) == 2048 and all(block <= variational.max_runs_block(33) for block in blocks)
+    x = torch.ones(30, 17, device=device)
+    with pytest.raises(ValueError, match="more than 64 runs"):
+        variational_dropout_forward(x, 0.5, SEED, 1, config=triton.Config({"BLOCK": 2048}))
+    with pytest.raises(ValueError, match="does not take"):
+        variational_dropout_forward(x, 0.5, SEED, 0, config=triton.Config({"BLOCK": 1024}))
 
 
 @pytest.mark.parametrize(

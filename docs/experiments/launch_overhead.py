@@ -6,9 +6,12 @@ Part B: do_bench against the CUDA-graph timer (GPU work only) at mid shapes, for
 Triton kernels and eager, every direction: where do_bench reads more than the graph, the
 host is what do_bench timed.
 Part C: a pure-Python loop, to compare this host's Python speed with another machine's.
-Usage: python docs/experiments/launch_overhead.py [rows ...]
+With AUTOGRAD_THREADS=0 everything runs under torch.autograd.set_multithreading_enabled(False):
+backward then runs on the calling thread instead of autograd's CUDA device thread.
+Usage: [AUTOGRAD_THREADS=0] python docs/experiments/launch_overhead.py [rows ...]
 """
 
+import os
 import sys
 import time
 from types import SimpleNamespace
@@ -134,6 +137,9 @@ def part_c() -> None:
 
 
 if __name__ == "__main__":
-    part_c()
-    part_a()
-    part_b([int(rows) for rows in sys.argv[1:]] or [256, 1024, 4096])
+    threads = os.environ.get("AUTOGRAD_THREADS", "1") != "0"
+    print(f"autograd multithreading: {threads}")
+    with torch.autograd.set_multithreading_enabled(threads):
+        part_c()
+        part_a()
+        part_b([int(rows) for rows in sys.argv[1:]] or [256, 1024, 4096])
