@@ -18,7 +18,9 @@ When there are no spatial positions to share over (S = 1, e.g. feature_dropout o
 faster kernel runs instead.
 
 Bytes moved per element: one read and one write of the dtype, like element
-dropout; one Philox call per (n, c) instead of per 4 elements.
+dropout; one Philox call per (n, c) instead of per 4 elements. Contiguous x with
+17 or more positions per channel takes variational's runs kernel (x read flat,
+channels as runs of S elements), channels-last x and shorter maps its tiles.
 
 Which input ranks each op accepts, its warnings and errors follow
 torch.nn.functional (torch 2.11 to 2.13): see each function.

@@ -92,8 +92,8 @@ def _runs_keep(seed, threshold, start, run_len, BLOCK: tl.constexpr):
     """
     first_run = start // run_len
     local = (start - first_run * run_len).to(tl.int32) + tl.arange(0, BLOCK)  # from the first run's start
-    # local // run_len through a float reciprocal (an integer division per element would cost more
-    # than the rest of the kernel); the estimate is within 1 of the quotient, the compares make it exact.
+    # local // run_len through a float reciprocal (an integer division is tens of instructions per
+    # element); the estimate is within 1 of the quotient, and the two compares make it exact.
     run = ((local.to(tl.float32) + 0.5) * (1.0 / run_len.to(tl.float32))).to(tl.int32)
     run += (local >= (run + 1) * run_len).to(tl.int32) - (local < run * run_len).to(tl.int32)
     # One Philox word per run (the contract's word r mod 4 of counter r div 4), packed into two words of bits.
@@ -214,7 +214,8 @@ def _layout(shape: tuple, strides: tuple, dim: int):
 def variational_dropout_forward(x: torch.Tensor, p: float, seed: int, dim: int, config=None) -> torch.Tensor:
     """Launch the kernel for 0 < p < 1 (arguments already checked). Returns a new contiguous tensor.
 
-    `config` (a triton.Config with BLOCK_D and BLOCK_M) forces one launch configuration.
+    `config` (a triton.Config) forces one launch configuration and kernel: BLOCK_D and BLOCK_M
+    for the tiles, BLOCK for the runs kernel (see launch_shared).
     """
     out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     if x.numel() == 0:
@@ -232,6 +233,7 @@ def takes_runs(layout) -> bool:
     """Whether x and out are runs of D contiguous elements at the same offsets, run r sharing mask
     element r, with D in the runs kernel's range."""
     (outer, size_d, size_m), x_strides, out_strides, _ = layout
+
     def is_runs(strides):
         return strides[1] == 1 and (size_m == 1 or strides[2] == size_d)
 
