@@ -20,7 +20,7 @@ REQUIRED = [
     "ms_median", "ms_p20", "ms_p80", "gbps", "pct_of_copy", "speedup_vs_eager",
     "saved_bytes", "peak_bytes", "status", "device",
 ]
-TEXT = ["op", "backend", "dtype", "shape", "direction", "timer", "status", "device", "run_id"]
+TEXT = ["op", "backend", "dtype", "shape", "direction", "timer", "status", "device", "run_id", "autograd_threads"]
 NUMBERS = [
     "rows", "cols", "p", "ms_median", "ms_p20", "ms_p80", "gbps", "pct_of_copy",
     "speedup_vs_eager", "saved_bytes", "peak_bytes",
@@ -82,6 +82,8 @@ def read_csv(path: Path) -> pd.DataFrame:
         raise ResultsError(f"{path}: empty CSV (a header but no rows)")
     if "timer" not in frame.columns:
         frame["timer"] = NO_TIMER
+    if "autograd_threads" not in frame.columns:
+        frame["autograd_threads"] = schema.LEGACY_AUTOGRAD_THREADS
 
     for column, allowed in ALLOWED.items():
         if column == "timer" and (frame["timer"] == NO_TIMER).all():

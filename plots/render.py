@@ -53,9 +53,9 @@ class Facet:
         shape = f"cols{self.cols}" if "x" not in self.per_row else f"shapeNx{self.per_row}"
         return f"{kind}-{self.op}-{self.dtype}-p{self.p:g}-{shape}-{self.timer}"
 
-    def title(self, devices: list[str]) -> str:
+    def title(self, subtitle: str) -> str:
         shape = f"cols={self.cols}" if "x" not in self.per_row else f"shape N x {self.per_row}"
-        return f"{self.op}, {self.dtype}, p={self.p:g}, {shape}, timer {self.timer}\n{' vs '.join(devices)}"
+        return f"{self.op}, {self.dtype}, p={self.p:g}, {shape}, timer {self.timer}\n{subtitle}"
 
     def select(self, results: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
         """This facet's dropout rows, and the copy rows of the same dtype, cols and timer."""
@@ -85,13 +85,26 @@ class ShapesFacet:
     def stem(self) -> str:
         return f"{SHAPES_KIND}-{self.op}-{self.dtype}-p{self.p:g}-{self.timer}"
 
-    def title(self, devices: list[str]) -> str:
-        return f"{self.op}, {self.dtype}, p={self.p:g}, timer {self.timer}\n{' vs '.join(devices)}"
+    def title(self, subtitle: str) -> str:
+        return f"{self.op}, {self.dtype}, p={self.p:g}, timer {self.timer}\n{subtitle}"
 
     def select(self, results: pd.DataFrame) -> pd.DataFrame:
         series = _series(results)
         return series[series["single"] & (series["timer"] == self.timer) & (series["op"] == self.op)
                       & (series["dtype"] == self.dtype) & (series["p"] == self.p)]
+
+
+#: How each autograd_threads value reads in a title: where the rows' backward ran.
+THREADS_TEXT = {"False": "backward on the calling thread", "True": "backward on autograd's device thread"}
+
+
+def subtitle(frame: pd.DataFrame) -> str:
+    """A figure's second title line: its devices, and where backward ran (bwd timings depend on it)."""
+    devices = " vs ".join(pd.unique(frame["device"]))
+    settings = sorted(set(frame["autograd_threads"].astype(str)))
+    threads = THREADS_TEXT.get(settings[0], settings[0]) if len(settings) == 1 else \
+        "runs differ in where backward ran (autograd_threads)"
+    return f"{devices}; {threads}"
 
 
 def _per_row(results: pd.DataFrame) -> pd.Series:
@@ -144,13 +157,12 @@ def write_all(results: pd.DataFrame, out_dir: str | Path, timer: str | None = No
     written = []
     for facet in facets(results):
         rows, copy = facet.select(results)
-        devices = list(pd.unique(pd.concat([rows["device"], copy["device"]])))
         for kind, draw in KINDS.items():
-            figure = draw(rows, copy, style, facet.title(devices))
+            figure = draw(rows, copy, style, facet.title(subtitle(pd.concat([rows, copy]))))
             written += save(figure, out_dir / facet.stem(kind))
     for facet in shapes_facets(results):
         rows = facet.select(results)
-        figure = figures.shapes(rows, style, facet.title(list(pd.unique(rows["device"]))))
+        figure = figures.shapes(rows, style, facet.title(subtitle(rows)))
         written += save(figure, out_dir / facet.stem())
     return written
 

@@ -14,7 +14,7 @@ from bench import schema
 from plots import figures
 from plots.__main__ import main
 from plots.load import load_results
-from plots.render import KINDS, facets, save, shapes_facets
+from plots.render import KINDS, facets, save, shapes_facets, subtitle
 
 REPO = Path(__file__).resolve().parents[1]
 SIZES = [2**10, 2**12, 2**14, 2**16]
@@ -118,7 +118,7 @@ def throughput_figure(csvs: list[Path]):
     results = load_results(csvs)
     facet = next(f for f in facets(results) if (f.op, f.dtype) == ("dropout", "fp16"))
     rows, copy = facet.select(results)
-    return figures.throughput(rows, copy, figures.Style.from_results(results), facet.title(["d"]))
+    return figures.throughput(rows, copy, figures.Style.from_results(results), facet.title("d"))
 
 
 def test_cli_writes_png_and_svg_of_every_figure(tmp_path, capsys):
@@ -266,7 +266,7 @@ def test_channel_ops_plot_against_rows_and_conv_shapes_as_bars(tmp_path):
     bars = shapes_facet.select(results)
     assert set(bars["shape"]) == {schema.shape_text(shape) for shape in CONV_SHAPES}
 
-    figure = figures.shapes(bars, figures.Style.from_results(results), shapes_facet.title(["d"]))
+    figure = figures.shapes(bars, figures.Style.from_results(results), shapes_facet.title("d"))
     fwd_axis, bottom_axis = figure.axes[0], figure.axes[len(schema.DIRECTIONS) - 1]
     assert [tick.get_text() for tick in bottom_axis.get_xticklabels()] == [
         "32x512x7x7", "32x256x14x14", "32x64x56x56"], "shapes by size, labelled once, under the last panel"
@@ -300,3 +300,13 @@ def test_committed_results_from_before_the_shape_column_still_load():
     assert {facet.stem("gbps") for facet in facets(results) if facet.timer == "do_bench"} == {
         f"gbps-{op}-{dtype}-p0.5-cols49152-do_bench" for op in schema.CORE_OPS for dtype in schema.DTYPES}
     assert not shapes_facets(results)
+
+
+@pytest.mark.parametrize("settings, words", [
+    (["False"], "backward on the calling thread"),
+    (["True"], "backward on autograd's device thread"),
+    (["False", "True"], "runs differ in where backward ran (autograd_threads)"),
+])
+def test_titles_say_where_backward_ran(settings, words):
+    frame = pd.DataFrame({"device": ["H100"] * len(settings), "autograd_threads": settings})
+    assert subtitle(frame) == f"H100; {words}"
