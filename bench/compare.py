@@ -19,8 +19,8 @@ ratio is reported as a hint of machine drift. Exit codes: 0 pass, 1 regression /
 / pct_of_copy floor (/ missing rows with --fail-on-missing), 2 bad input.
 
 Files written before the `shape` column get it as rows x cols (every input was 2-D then),
-so a new file still pairs with an old baseline; before `autograd_threads`, they get True
-(PyTorch's default then), and a pair whose sides differ there says so in its note. No torch here: this runs on CPU-only CI machines.
+so a new file still pairs with an old baseline; before `autograd_threads`, they get True on
+a GPU (PyTorch's default then), and a bwd or fwd+bwd pair whose sides differ there says so in its note. No torch here: this runs on CPU-only CI machines.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from bench.schema import COPY, DIRECTIONS, KEY_COLUMNS, LEGACY_AUTOGRAD_THREADS, OPS, legacy_shape
+from bench.schema import COPY, DIRECTIONS, KEY_COLUMNS, OPS, legacy_autograd_threads, legacy_shape
 
 DEFAULT_THRESHOLD = 0.05
 DEFAULT_FLOOR_MIN_ROWS = 256
@@ -83,7 +83,7 @@ def load_results(path: str) -> pd.DataFrame:
         frame["shape"] = [legacy_shape(rows, cols) if pd.notna(rows) and pd.notna(cols) else None
                           for rows, cols in zip(frame["rows"], frame["cols"])]
     if "autograd_threads" not in frame.columns:
-        frame["autograd_threads"] = LEGACY_AUTOGRAD_THREADS
+        frame["autograd_threads"] = [legacy_autograd_threads(device) for device in frame["device"]]
     empty = [column for column in KEY_COLUMNS + ["status"] if frame[column].isna().any()]
     if empty:
         line = int(frame.index[frame[empty[0]].isna()][0]) + 2  # +1 for the header, +1 from 0
@@ -187,7 +187,7 @@ def _judge(pair: dict) -> tuple[str, str]:
 def _with_threads_note(note: str, pair: dict) -> str:
     """note, plus a word where the two sides ran backward on different threads (bwd timings then differ)."""
     before, after = pair.get("autograd_threads_baseline"), pair.get("autograd_threads_new")
-    if pd.isna(before) or pd.isna(after) or before == after:
+    if pair["direction"] == "fwd" or pd.isna(before) or pd.isna(after) or before == after:
         return note
     return "; ".join(part for part in (note, f"autograd_threads {before} -> {after}") if part)
 

@@ -78,10 +78,12 @@ def merge(paths: Iterable[str | Path]) -> pd.DataFrame:
     """
     best: dict[tuple, tuple[tuple, dict]] = {}
     devices: dict[str, str] = {}
+    settings: dict[str, str] = {}
     order = 0
     for path in paths:
         for row in read_rows(path):
             devices.setdefault(row["device"], str(path))
+            settings.setdefault(row["autograd_threads"], str(path))
             rank = _rank(row, order)
             order += 1
             key = key_of(row)
@@ -90,6 +92,9 @@ def merge(paths: Iterable[str | Path]) -> pd.DataFrame:
     if len(devices) > 1:
         raise MergeError("rows from more than one device: "
                          + "; ".join(f"{device} (e.g. {path})" for device, path in devices.items()))
+    if len(settings) > 1:  # the key does not hold it: one setting's rows would replace the other's
+        raise MergeError("rows measured with more than one timing.autograd_threads: "
+                         + "; ".join(f"{value} (e.g. {path})" for value, path in settings.items()))
     # First-seen key order: each job's rows stay in the order it measured them.
     return pd.DataFrame([row for _, row in best.values()], columns=COLUMNS, dtype=str)
 

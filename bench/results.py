@@ -141,7 +141,7 @@ class ResultsFile:
         rows measured otherwise raise ResultsError instead of mixing into one file."""
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.rows = self._read_existing()
+        self.rows, missing_columns = self._read_existing()
         self.resumed = len(self.rows)
         others = sorted({row["device"] for row in self.rows} - {device_name})
         if others:
@@ -155,14 +155,17 @@ class ResultsFile:
                 f"{self.path} holds rows measured with timing.autograd_threads={', '.join(settings)}, "
                 f"this sweep uses {autograd_threads}; give it its own file (results.path=...)"
             )
+        if missing_columns:
+            self._rewrite(self.rows, missing_columns)  # only once the file is known to be this sweep's
         self.done = {key_of(row) for row in self.rows}
         self._file = open(self.path, "a", newline="", encoding="utf-8")
         if self._file.tell() == 0:
             self._append(HEADER)
 
-    def _read_existing(self) -> list[dict]:
+    def _read_existing(self) -> tuple[list[dict], list[str]]:
+        """The file's rows (older versions' filled in), and the columns its header lacks."""
         if not self.path.exists() or self.path.stat().st_size == 0:
-            return []
+            return [], []
         data = self.path.read_bytes()
         if not data.endswith(b"\n"):
             # A kill mid-write leaves at most one partial line (each row is one write()).
@@ -175,7 +178,7 @@ class ResultsFile:
                 os.fsync(file.fileno())
             data = data[:keep]
         if not data:
-            return []
+            return [], []
         text = data.decode("utf-8")
         rows = read_csv_text(text)
         if rows is None:
@@ -188,14 +191,13 @@ class ResultsFile:
                 key_of(row)
             except (TypeError, ValueError, KeyError):
                 raise ResultsError(f"{self.path}: line {line} has a malformed key: {row}") from None
-        if not text.startswith(HEADER):
-            self._rewrite(rows)
-        return rows
+        header = text.split("\n", 1)[0].rstrip("\r").split(",")
+        return rows, [column for column in ADDED_COLUMNS if column not in header]
 
-    def _rewrite(self, rows: list[dict]) -> None:
+    def _rewrite(self, rows: list[dict], missing_columns: list[str]) -> None:
         """Replace a file of an older version by the same rows in this version's columns, atomically."""
-        log.warning("%s: written before the columns %s; rewriting it with them filled in to append to it",
-                    self.path, ", ".join(ADDED_COLUMNS))
+        log.warning("%s: written before the column(s) %s; rewriting it with them filled in to append to it",
+                    self.path, ", ".join(missing_columns))
         temporary = self.path.with_name(self.path.name + ".upgrading")
         with open(temporary, "w", newline="", encoding="utf-8") as file:
             file.write(HEADER + "".join(format_line(row) for row in rows))

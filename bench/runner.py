@@ -237,10 +237,14 @@ def run(cfg, device: str, progress: bool = True) -> SweepResult:
     torch.manual_seed(int(cfg.seed))
     compiled.configure_dynamo()
     points = plan.expand(cfg, device)
-    threads = bool(cfg.timing.autograd_threads)
-    env = {**results.environment(device), "autograd_threads": threads}
+    threads = cfg.timing.autograd_threads
+    if not isinstance(threads, bool):
+        raise ValueError(f"timing.autograd_threads must be true or false, got {threads!r}")
+    # The column says where backward ran: a CPU backward always runs on the calling thread.
+    device_thread = threads and device == "cuda"
+    env = {**results.environment(device), "autograd_threads": device_thread}
     path = Path(cfg.results.path) if cfg.results.get("path") else results.default_path(env["device"])
-    with results.ResultsFile(path, env["device"], autograd_threads=threads) as out:
+    with results.ResultsFile(path, env["device"], autograd_threads=device_thread) as out:
         skipped = sum(key in out.done for point in points for key in point.keys())
         log.info("results: %s (%d rows there already, %d of this sweep's %d keys done; run_id %s)",
                  path, out.resumed, skipped, sum(len(point.keys()) for point in points), env["run_id"])

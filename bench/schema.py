@@ -16,7 +16,7 @@ COLUMNS = [
     "p",                 # drop probability
     "direction",         # fwd | bwd | fwd+bwd
     "timer",             # do_bench | cudagraph | cpu
-    "autograd_threads",  # True: backward ran on autograd's device thread (PyTorch's default); False: on the caller's
+    "autograd_threads",  # True: backward ran on autograd's device thread (PyTorch's GPU default); False: on the caller's
     "ms_median",         # median time of one call, milliseconds
     "ms_p20",            # 20th percentile, milliseconds
     "ms_p80",            # 80th percentile, milliseconds
@@ -46,8 +46,14 @@ KEY_COLUMNS = ["op", "backend", "dtype", "rows", "cols", "shape", "p", "directio
 COLUMNS_WITHOUT_SHAPE = [column for column in COLUMNS if column != "shape"]
 #: Columns added since the first files; older files lack some of them and readers fill them in (fill_added).
 ADDED_COLUMNS = ["shape", "autograd_threads"]
-#: What runs before the autograd_threads column did: PyTorch's default, backward on the device thread.
+#: Where backward ran in GPU runs from before the autograd_threads column: PyTorch's default, the
+#: device thread. (A CPU backward always runs on the calling thread: those rows read as False.)
 LEGACY_AUTOGRAD_THREADS = "True"
+
+
+def legacy_autograd_threads(device: str) -> str:
+    """The autograd_threads of a row written before the column, from its device."""
+    return "False" if device == "cpu" else LEGACY_AUTOGRAD_THREADS
 
 #: Dropout operators; rows with op == "copy" (backend "copy", direction "fwd") are the
 #: device-to-device copy of a (rows, cols) tensor that pct_of_copy is measured against.
@@ -85,5 +91,5 @@ def fill_added(row: dict) -> dict:
     if "shape" not in row:
         filled["shape"] = legacy_shape(row["rows"], row["cols"])
     if "autograd_threads" not in row:
-        filled["autograd_threads"] = LEGACY_AUTOGRAD_THREADS
+        filled["autograd_threads"] = legacy_autograd_threads(row.get("device", ""))
     return filled

@@ -83,7 +83,7 @@ def read_csv(path: Path) -> pd.DataFrame:
     if "timer" not in frame.columns:
         frame["timer"] = NO_TIMER
     if "autograd_threads" not in frame.columns:
-        frame["autograd_threads"] = schema.LEGACY_AUTOGRAD_THREADS
+        frame["autograd_threads"] = [schema.legacy_autograd_threads(device) for device in frame["device"]]
 
     for column, allowed in ALLOWED.items():
         if column == "timer" and (frame["timer"] == NO_TIMER).all():

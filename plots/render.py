@@ -99,8 +99,11 @@ THREADS_TEXT = {"False": "backward on the calling thread", "True": "backward on 
 
 
 def subtitle(frame: pd.DataFrame) -> str:
-    """A figure's second title line: its devices, and where backward ran (bwd timings depend on it)."""
+    """A figure's second title line: its devices, and where backward ran (bwd timings depend on it;
+    on the CPU it always runs on the calling thread, so CPU-only figures leave it out)."""
     devices = " vs ".join(pd.unique(frame["device"]))
+    if (frame["device"] == "cpu").all():
+        return devices
     settings = sorted(set(frame["autograd_threads"].astype(str)))
     threads = THREADS_TEXT.get(settings[0], settings[0]) if len(settings) == 1 else \
         "runs differ in where backward ran (autograd_threads)"

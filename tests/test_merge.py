@@ -138,3 +138,11 @@ def test_callback_notes_how_each_job_ended(tmp_path):
     assert (tmp_path / merge.JOB_STATUS).read_text().strip() == "COMPLETED"
     callback.on_job_end(config, JobReturn(status=JobStatus.FAILED, _return_value=MemoryError("killed")))
     assert (tmp_path / merge.JOB_STATUS).read_text().strip() == "FAILED: MemoryError: killed"
+
+
+def test_rows_of_two_autograd_threads_settings_are_refused(tmp_path):
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    write_csv(first, [row(direction="bwd", autograd_threads="True")])
+    write_csv(second, [row(direction="bwd", autograd_threads="False")])
+    with pytest.raises(merge.MergeError, match="more than one timing.autograd_threads"):
+        merge.merge([first, second])

@@ -164,16 +164,35 @@ def test_a_row_without_shape_is_malformed(tmp_path):
         results.ResultsFile(path, "cpu")
 
 
-def test_a_file_from_before_the_autograd_threads_column_is_upgraded_with_pytorchs_default(tmp_path):
-    path = tmp_path / "old.csv"
+def _without_autograd_threads(path, rows):
     with open(path, "w", newline="") as file:
         writer = csv.DictWriter(file, [c for c in COLUMNS if c != "autograd_threads"], extrasaction="ignore",
                                 lineterminator="\n")
         writer.writeheader()
-        writer.writerow(row(rows=8))
-    with results.ResultsFile(path, "cpu", autograd_threads=True) as out:
-        out.write(row(rows=8, direction="bwd", autograd_threads=True))
+        writer.writerows(rows)
+
+
+def test_a_file_from_before_the_autograd_threads_column_is_upgraded_with_pytorchs_default(tmp_path):
+    path, gpu = tmp_path / "old.csv", "NVIDIA H100 80GB HBM3"
+    _without_autograd_threads(path, [row(rows=8, device=gpu, timer="do_bench")])
+    with results.ResultsFile(path, gpu, autograd_threads=True) as out:
+        out.write(row(rows=8, direction="bwd", device=gpu, timer="do_bench", autograd_threads=True))
     assert [(r["direction"], r["autograd_threads"]) for r in read(path)] == [("fwd", "True"), ("bwd", "True")]
+
+
+def test_cpu_rows_from_before_the_column_read_as_the_calling_thread(tmp_path):
+    path = tmp_path / "old.csv"
+    _without_autograd_threads(path, [row(rows=8)])
+    assert results.ResultsFile(path, "cpu", autograd_threads=False).rows[0]["autograd_threads"] == "False"
+
+
+def test_an_old_file_of_another_setting_is_refused_before_it_is_rewritten(tmp_path):
+    path, gpu = tmp_path / "old.csv", "NVIDIA H100 80GB HBM3"
+    _without_autograd_threads(path, [row(rows=8, device=gpu, timer="do_bench")])
+    before = path.read_bytes()
+    with pytest.raises(results.ResultsError, match="autograd_threads=True, this sweep uses False"):
+        results.ResultsFile(path, gpu, autograd_threads=False)
+    assert path.read_bytes() == before, "a refused file must be left as it was"
 
 
 def test_a_file_of_another_autograd_threads_setting_is_refused(tmp_path):

@@ -90,7 +90,13 @@ def test_backward_runs_where_timing_autograd_threads_says_and_the_rows_say_so(tm
     monkeypatch.setattr(runner, "make_step", recording_step)
     rows = sweep_rows(tmp_path, f"timing.autograd_threads={threads}", "op=dropout")
     assert seen and set(seen) == {threads}, "the steps did not run under the configured setting"
-    assert {row["autograd_threads"] for row in rows} == {str(threads)}
+    assert {row["autograd_threads"] for row in rows} == {str(threads and DEVICE == "cuda")}, \
+        "the column says where backward ran: on the CPU always the calling thread"
+
+
+def test_a_setting_that_is_not_a_bool_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="timing.autograd_threads must be true or false, got 'false'"):
+        runner.run(smoke_cfg(tmp_path, "timing.autograd_threads='false'"), DEVICE, progress=False)
 
 
 def test_derived_columns_follow_their_formulas(tmp_path, fast_compile):
