@@ -246,8 +246,9 @@ def run(cfg, device: str, progress: bool = True) -> SweepResult:
     path = Path(cfg.results.path) if cfg.results.get("path") else results.default_path(env["device"])
     with results.ResultsFile(path, env["device"], autograd_threads=device_thread) as out:
         skipped = sum(key in out.done for point in points for key in point.keys())
-        log.info("results: %s (%d rows there already, %d of this sweep's %d keys done; run_id %s)",
-                 path, out.resumed, skipped, sum(len(point.keys()) for point in points), env["run_id"])
+        log.info("results: %s (%d rows there already, %d of this sweep's %d keys done; run_id %s; backward on %s)",
+                 path, out.resumed, skipped, sum(len(point.keys()) for point in points), env["run_id"],
+                 "autograd's device thread" if device_thread else "the calling thread")
         sweep = Sweep(cfg, device, out, env)
         # Where backward runs (configs/timing/default.yaml says why it matters for one op's timing).
         with logging_redirect_tqdm(), torch.autograd.set_multithreading_enabled(threads):

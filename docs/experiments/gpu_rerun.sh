@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU runs issues 6 and 7 still need, one step per device call (each fits the 10-minute limit):
-#   probe    runs_vs_tiles.py (tiles, runs and the unmeasured `groups` candidate) and the GPU tests
-#            of the kernels that changed since the last sweeps (~5 min)
+#   probe    runs_vs_tiles.py (tiles, runs and the unmeasured `groups` candidate), the GPU tests
+#            of the kernels that changed since the last sweeps, and launch_overhead.py with backward
+#            on the calling thread (~7 min)
 #   ops      the other-ops sweep (op=all less dropout and variational, shape=few, fp16/fp32) with the
 #            runs kernel and timing.autograd_threads=false (~6 min)
 #   default  the default sweep with timing.autograd_threads=false (~6 min)
@@ -20,6 +21,8 @@ case $step in
     timeout 150 python3 docs/experiments/runs_vs_tiles.py > "$out/runs-vs-tiles-groups.txt" 2>&1
     timeout 300 python3 -m pytest -q -p no:cacheprovider tests/test_variational.py tests/test_ops.py \
       tests/test_check.py -k "runs or tile or channel or feature_alpha or both" > "$out/gpu-tests.txt" 2>&1
+    AUTOGRAD_THREADS=0 timeout 90 python3 docs/experiments/launch_overhead.py 256 1024 2048 \
+      > "$out/host-threads-off.txt" 2>&1  # variational fwd+bwd at 1024 rows read 59.5% once: again
     tail -3 "$out/gpu-tests.txt" ;;
   ops)
     timeout 580 python3 -m bench op=all \
