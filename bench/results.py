@@ -5,7 +5,7 @@ killed sweep leaves at most one partial last line; opening the file again drops
 that line, reads the keys already measured (schema.KEY_COLUMNS) so the sweep can
 skip them, and appends. A file written before a column existed (schema.ADDED_COLUMNS:
 `shape`, `autograd_threads`) is rewritten first with it (rows x cols, the only shape
-there was; True, PyTorch's default then), then appended to.
+there was; schema.fill_added says what autograd_threads was), then appended to.
 The csv module (not pandas) keeps this independent of the pandas version.
 """
 
@@ -106,9 +106,14 @@ def read_csv_text(text: str) -> list[dict] | None:
     """
     if text.startswith(HEADER):
         return list(csv.DictReader(io.StringIO(text)))
-    if not is_older_header(text.split("\n", 1)[0].rstrip("\r").split(",")):
+    if not is_older_header(header_of(text)):
         return None
     return [fill_added(row) for row in csv.DictReader(io.StringIO(text))]
+
+
+def header_of(text: str) -> list[str]:
+    """The column names on a CSV text's first line."""
+    return text.split("\n", 1)[0].rstrip("\r").split(",")
 
 
 def is_older_header(header: list[str]) -> bool:
@@ -191,8 +196,7 @@ class ResultsFile:
                 key_of(row)
             except (TypeError, ValueError, KeyError):
                 raise ResultsError(f"{self.path}: line {line} has a malformed key: {row}") from None
-        header = text.split("\n", 1)[0].rstrip("\r").split(",")
-        return rows, [column for column in ADDED_COLUMNS if column not in header]
+        return rows, [column for column in ADDED_COLUMNS if column not in header_of(text)]
 
     def _rewrite(self, rows: list[dict], missing_columns: list[str]) -> None:
         """Replace a file of an older version by the same rows in this version's columns, atomically."""

@@ -63,7 +63,7 @@ from kernels.seeded import (
     describe_config,
     drops_everything,
 )
-from kernels.variational import _locked_tile, _runs_keep
+from kernels.variational import _locked_tile, _runs_tile
 
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
@@ -147,10 +147,7 @@ def _alpha_runs_kernel(
     pid = tl.program_id(0)
     if WIDE_INDEX:
         pid = pid.to(tl.int64)
-    start = pid * BLOCK
-    offsets = start + tl.arange(0, BLOCK)
-    in_bounds = offsets < numel
-    keep = _runs_keep(seed, threshold, start, run_len, BLOCK)
+    offsets, in_bounds, keep = _runs_tile(pid, seed, threshold, numel, run_len, BLOCK)
     x = tl.load(x_ptr + offsets, mask=in_bounds)
     tl.store(out_ptr + offsets, _alpha_kept(x, keep, a_bits, b_bits, dropped_bits), mask=in_bounds)
 

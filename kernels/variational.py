@@ -105,6 +105,14 @@ def _runs_keep(seed, threshold, start, run_len, BLOCK: tl.constexpr):
     return ((bits >> (run % 32)) & 1) != 0
 
 
+@triton.jit
+def _runs_tile(pid, seed, threshold, numel, run_len, BLOCK: tl.constexpr):
+    """Program pid's [BLOCK] consecutive offsets, their in-bounds mask and their keep decisions."""
+    start = pid * BLOCK
+    offsets = start + tl.arange(0, BLOCK)
+    return offsets, offsets < numel, _runs_keep(seed, threshold, start, run_len, BLOCK)
+
+
 @triton.jit(do_not_specialize=["seed", "threshold", "scale_bits"])
 def _runs_dropout_kernel(
     x_ptr, out_ptr, seed, threshold, scale_bits, numel, run_len,
@@ -114,10 +122,7 @@ def _runs_dropout_kernel(
     pid = tl.program_id(0)
     if WIDE_INDEX:
         pid = pid.to(tl.int64)
-    start = pid * BLOCK
-    offsets = start + tl.arange(0, BLOCK)
-    in_bounds = offsets < numel
-    keep = _runs_keep(seed, threshold, start, run_len, BLOCK)
+    offsets, in_bounds, keep = _runs_tile(pid, seed, threshold, numel, run_len, BLOCK)
     x = tl.load(x_ptr + offsets, mask=in_bounds)
     tl.store(out_ptr + offsets, _scale_kept(x, keep, scale_bits), mask=in_bounds)
 
