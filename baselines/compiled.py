@@ -13,7 +13,7 @@ import torch
 import torch._dynamo
 import torch._functorch.config
 
-from baselines import eager
+from dropbench.baselines import eager
 
 RECOMPILE_LIMIT = 1024
 

@@ -1,5 +1,5 @@
 """`python -m bench ...`: the same as `dropbench-sweep ...`."""
 
-from bench.sweep import main
+from dropbench.bench.sweep import main
 
 main()

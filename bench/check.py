@@ -30,10 +30,10 @@ from dataclasses import dataclass
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from bench import families
-from bench.layouts import MAX_ABS, check_shape, layouts_for, make_leaf, random_nonzero
-from bench.mask_stats import mask_problem
-from kernels import reference
+from dropbench.bench import families
+from dropbench.bench.layouts import MAX_ABS, check_shape, layouts_for, make_leaf, random_nonzero
+from dropbench.bench.mask_stats import mask_problem
+from dropbench.kernels import reference
 
 #: Tolerance of values against their expected value: relative above 1, absolute below
 #: (alpha's x * A + B crosses 0). Two roundings in the dtype.

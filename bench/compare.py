@@ -31,7 +31,7 @@ from collections.abc import Mapping
 
 import pandas as pd
 
-from bench.schema import COPY, DIRECTIONS, KEY_COLUMNS, OPS, legacy_autograd_threads, legacy_shape
+from dropbench.bench.schema import COPY, DIRECTIONS, KEY_COLUMNS, OPS, legacy_autograd_threads, legacy_shape
 
 DEFAULT_THRESHOLD = 0.05
 DEFAULT_FLOOR_MIN_ROWS = 256

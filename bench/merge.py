@@ -31,8 +31,8 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from bench.results import key_of, read_csv_text
-from bench.schema import COLUMNS
+from dropbench.bench.results import key_of, read_csv_text
+from dropbench.bench.schema import COLUMNS
 
 try:
     from hydra.experimental.callback import Callback

@@ -14,7 +14,7 @@ serves every shape with those rows and cols.
 import math
 from dataclasses import dataclass
 
-from bench import families, registry, schema
+from dropbench.bench import families, registry, schema
 
 #: The p recorded on copy rows. A copy drops nothing, and the key needs a number
 #: (bench.compare rejects an empty key), so one copy per (dtype, rows, cols, timer) serves every p.

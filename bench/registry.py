@@ -12,10 +12,10 @@ from typing import Callable
 
 import torch
 
-import kernels
-from baselines import compiled, eager
-from baselines import ops as eager_ops
-from kernels import alpha, seeded, variational
+from dropbench import kernels
+from dropbench.baselines import compiled, eager
+from dropbench.baselines import ops as eager_ops
+from dropbench.kernels import alpha, seeded, variational
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,7 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from bench.schema import ADDED_COLUMNS, COLUMNS, KEY_COLUMNS, fill_added
+from dropbench.bench.schema import ADDED_COLUMNS, COLUMNS, KEY_COLUMNS, fill_added
 
 log = logging.getLogger(__name__)
 

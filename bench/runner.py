@@ -22,13 +22,13 @@ import torch._dynamo
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from baselines import compiled
-from bench import check, families, plan, registry, results, summary
-from bench.check import TORCH_DTYPES, Verdict
-from bench.memory import peak_bytes, saved_bytes
-from bench.schema import DTYPE_BYTES, PASSES
-from bench.steps import INPLACE_FWD_BWD, calls_for, make_step
-from bench.timing import measure
+from dropbench.baselines import compiled
+from dropbench.bench import check, families, plan, registry, results, summary
+from dropbench.bench.check import TORCH_DTYPES, Verdict
+from dropbench.bench.memory import peak_bytes, saved_bytes
+from dropbench.bench.schema import DTYPE_BYTES, PASSES
+from dropbench.bench.steps import INPLACE_FWD_BWD, calls_for, make_step
+from dropbench.bench.timing import measure
 
 log = logging.getLogger(__name__)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 
-from bench.schema import COPY, DIRECTIONS
+from dropbench.bench.schema import COPY, DIRECTIONS
 
 FAILED = ("incorrect", "error", "oom")
 #: The timer the best-backend table reads, in order of preference.

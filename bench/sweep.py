@@ -21,7 +21,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from bench import gpu_slots
+from dropbench.bench import gpu_slots
 
 log = logging.getLogger(__name__)
 
@@ -97,7 +97,7 @@ def _run(cfg: DictConfig, hydra_cfg) -> None:
     OmegaConf.save(effective, Path(hydra_cfg.runtime.output_dir) / "effective_config.yaml")
     log.info("device: %s", device)
 
-    from bench import runner  # imports triton: only now that TRITON_INTERPRET is settled
+    from dropbench.bench import runner  # imports triton: only now that TRITON_INTERPRET is settled
 
     result = runner.run(cfg, device)
     _outcome["incorrect"] |= result.incorrect

@@ -6,12 +6,12 @@ dropout_ (in place), dropout1d, dropout2d, dropout3d, feature_dropout, alpha_dro
 feature_alpha_dropout.
 """
 
-from kernels.alpha import alpha_dropout, feature_alpha_dropout
-from kernels.channel import dropout1d, dropout2d, dropout3d, feature_dropout
-from kernels.inplace import dropout_
-from kernels.modules import SeededDropout, VariationalDropout
-from kernels.seeded import seeded_dropout
-from kernels.variational import variational_dropout
+from dropbench.kernels.alpha import alpha_dropout, feature_alpha_dropout
+from dropbench.kernels.channel import dropout1d, dropout2d, dropout3d, feature_dropout
+from dropbench.kernels.inplace import dropout_
+from dropbench.kernels.modules import SeededDropout, VariationalDropout
+from dropbench.kernels.seeded import seeded_dropout
+from dropbench.kernels.variational import variational_dropout
 
 #: PyTorch's name for element dropout.
 dropout = seeded_dropout

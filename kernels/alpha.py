@@ -40,9 +40,9 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels import variational
-from kernels.channel import FEATURE_RANK_MESSAGE, channel_view
-from kernels.contract import (
+from dropbench.kernels import variational
+from dropbench.kernels.channel import FEATURE_RANK_MESSAGE, channel_view
+from dropbench.kernels.contract import (
     as_int64_bits,
     check_input,
     check_p,
@@ -50,9 +50,9 @@ from kernels.contract import (
     float64_bits,
     keep_threshold,
 )
-from kernels.dispatch import launch
-from kernels.launcher import Launcher, autotune_bench, latest_config
-from kernels.seeded import (
+from dropbench.kernels.dispatch import launch
+from dropbench.kernels.launcher import Launcher, autotune_bench, latest_config
+from dropbench.kernels.seeded import (
     CPU_CONFIG,
     INT32_LIMIT,
     ROWS_CONFIGS,
@@ -63,7 +63,7 @@ from kernels.seeded import (
     describe_config,
     drops_everything,
 )
-from kernels.variational import _locked_tile, _runs_tile
+from dropbench.kernels.variational import _locked_tile, _runs_tile
 
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946

@@ -31,9 +31,9 @@ import warnings
 
 import torch
 
-from kernels.contract import as_int64_bits, check_input, check_p, check_seed
-from kernels.seeded import SeededDropoutFunction
-from kernels.variational import VariationalDropoutFunction
+from dropbench.kernels.contract import as_int64_bits, check_input, check_p, check_seed
+from dropbench.kernels.seeded import SeededDropoutFunction
+from dropbench.kernels.variational import VariationalDropoutFunction
 
 FEATURE_RANK_MESSAGE = "Feature dropout requires at least 2 dimensions in the input"
 

@@ -19,9 +19,9 @@ which also raises PyTorch's error where x has overlapping elements (expanded ten
 
 import torch
 
-from kernels.contract import as_int64_bits, check_input, check_p, check_seed
-from kernels.dispatch import launch
-from kernels.seeded import _seeded_dropout_op, drops_everything, seeded_dropout_forward
+from dropbench.kernels.contract import as_int64_bits, check_input, check_p, check_seed
+from dropbench.kernels.dispatch import launch
+from dropbench.kernels.seeded import _seeded_dropout_op, drops_everything, seeded_dropout_forward
 
 LEAF_MESSAGE = "a leaf Variable that requires grad is being used in an in-place operation."
 VIEW_OF_LEAF_MESSAGE = "a view of a leaf Variable that requires grad is being used in an in-place operation."

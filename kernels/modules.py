@@ -8,9 +8,9 @@ same mask can be recomputed (e.g. for activation checkpointing or debugging).
 import torch
 from torch import nn
 
-from kernels.contract import check_dim, check_p
-from kernels.seeded import seeded_dropout
-from kernels.variational import variational_dropout
+from dropbench.kernels.contract import check_dim, check_p
+from dropbench.kernels.seeded import seeded_dropout
+from dropbench.kernels.variational import variational_dropout
 
 SEED_DRAW_BOUND = 2**63 - 1  # torch.randint draws int64 below this; the kernels accept up to 2**64 - 1
 

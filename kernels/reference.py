@@ -7,7 +7,7 @@ result is masked back to 32 bits. Slow and simple on purpose.
 
 import torch
 
-from kernels.contract import check_dim, keep_threshold
+from dropbench.kernels.contract import check_dim, keep_threshold
 
 MASK32 = 0xFFFFFFFF
 ROUND_A, ROUND_B = 0xD2511F53, 0xCD9E8D57

@@ -24,7 +24,7 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.contract import (
+from dropbench.kernels.contract import (
     TWO_POW_32,
     as_int64_bits,
     check_input,
@@ -34,8 +34,8 @@ from kernels.contract import (
     keep_threshold,
     scale_bits,
 )
-from kernels.dispatch import launch
-from kernels.launcher import Launcher, autotune_bench
+from dropbench.kernels.dispatch import launch
+from dropbench.kernels.launcher import Launcher, autotune_bench
 
 INT32_LIMIT = 2**31 - 1
 

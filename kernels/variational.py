@@ -29,16 +29,16 @@ import torch
 import triton
 import triton.language as tl
 
-from kernels.contract import (
+from dropbench.kernels.contract import (
     as_int64_bits,
     check_dim,
     check_input,
     check_p,
     check_seed,
 )
-from kernels.dispatch import launch
-from kernels.launcher import Launcher, autotune_bench, latest_config
-from kernels.seeded import (
+from dropbench.kernels.dispatch import launch
+from dropbench.kernels.launcher import Launcher, autotune_bench, latest_config
+from dropbench.kernels.seeded import (
     INT32_LIMIT,
     _apply_keep,
     _element_words,

@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from bench import schema
-from plots.load import ResultsError, load_results
-from plots.render import write_all
+from dropbench.bench import schema
+from dropbench.plots.load import ResultsError, load_results
+from dropbench.plots.render import write_all
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -18,7 +18,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from bench import schema
+from dropbench.bench import schema
 
 #: One colour per backend, fixed so a backend looks the same in every figure.
 COLORS = {

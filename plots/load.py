@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench import schema
+from dropbench.bench import schema
 
 #: Columns the figures read. `timer`, `shape` and `run_id` may be absent (older files).
 REQUIRED = [

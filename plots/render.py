@@ -16,9 +16,9 @@ from pathlib import Path
 import matplotlib
 import pandas as pd
 
-from bench import schema
-from plots import figures
-from plots.load import ResultsError
+from dropbench.bench import schema
+from dropbench.plots import figures
+from dropbench.plots.load import ResultsError
 
 #: Figure kind (the file-name prefix) and the function that draws it, for each rows series.
 KINDS = {

@@ -4,8 +4,8 @@ import pytest
 import torch
 from helpers import keep_fraction_bound, random_input
 
-from baselines import compiled, eager
-from bench import registry
+from dropbench.baselines import compiled, eager
+from dropbench.bench import registry
 
 
 def test_eager_dropout_keeps_the_right_fraction_and_scales(device, generator):

@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from bench import check, families, registry
-from bench.registry import Implementation
-from kernels import alpha, reference, variational
+from dropbench.bench import check, families, registry
+from dropbench.bench.registry import Implementation
+from dropbench.kernels import alpha, reference, variational
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 P = 0.5

@@ -6,8 +6,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from bench import compare as cmp
-from bench.schema import COLUMNS
+from dropbench.bench import compare as cmp
+from dropbench.bench.schema import COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
 H100 = "NVIDIA H100 80GB HBM3"
@@ -245,7 +245,7 @@ def test_module_entry_point_runs_without_torch(tmp_path):
     base = write(tmp_path / "b.csv", [row()])
     slower = write(tmp_path / "n.csv", [row(ms_median=1.5)])
     probe = ("import sys, runpy; sys.argv = ['compare', *sys.argv[1:]]\n"
-             "try:\n    runpy.run_module('bench.compare', run_name='__main__')\n"
+             "try:\n    runpy.run_module('dropbench.bench.compare', run_name='__main__')\n"
              "except SystemExit as stop:\n"
              "    assert 'torch' not in sys.modules, 'bench.compare must not import torch'\n"
              "    raise")

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from bench import families, plan, registry, schema
+from dropbench.bench import families, plan, registry, schema
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 DEFAULT_ROWS = [2**k for k in range(14)]  # 1, 2, 4, ..., 8192

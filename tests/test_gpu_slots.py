@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.gpu_slots import check_gpus, claim_gpu
+from dropbench.bench.gpu_slots import check_gpus, claim_gpu
 
 REPO = Path(__file__).resolve().parents[1]
 

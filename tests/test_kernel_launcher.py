@@ -8,7 +8,7 @@ import pytest
 import torch
 import triton
 
-from kernels.launcher import Launcher, latest_config
+from dropbench.kernels.launcher import Launcher, latest_config
 
 CHOICE = triton.Config({"BLOCK": 64}, num_warps=4)
 

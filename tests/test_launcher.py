@@ -16,7 +16,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-from bench import schema
+from dropbench.bench import schema
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = REPO / "configs"
@@ -56,7 +56,7 @@ def test_multirun_jobs_are_named_by_their_overrides_and_merged():
         hydra_cfg = compose(config_name="config", return_hydra_config=True).hydra
     assert OmegaConf.to_container(hydra_cfg.sweep)["subdir"] == "${hydra.job.override_dirname}", \
         "job folders must not depend on job numbers, or a re-run would not find its CSV"
-    assert hydra_cfg.callbacks.merge._target_ == "bench.merge.MergeCallback"
+    assert hydra_cfg.callbacks.merge._target_ == "dropbench.bench.merge.MergeCallback"
 
 
 # -- a real multirun with the submitit local launcher --------------------------------------

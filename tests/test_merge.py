@@ -9,8 +9,8 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from bench import merge, schema
-from bench.results import format_line, HEADER
+from dropbench.bench import merge, schema
+from dropbench.bench.results import format_line, HEADER
 
 
 def row(dtype="fp32", rows=1, status="ok", timestamp="2026-01-01T00:00:00Z", ms=0.5, device="cpu", **extra):

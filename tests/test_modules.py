@@ -5,7 +5,7 @@ import torch
 from helpers import random_input
 from test_seeded import kept
 
-from kernels import SeededDropout, VariationalDropout, seeded_dropout, variational_dropout
+from dropbench.kernels import SeededDropout, VariationalDropout, seeded_dropout, variational_dropout
 
 
 @pytest.mark.parametrize("module", [SeededDropout(0.5), VariationalDropout(0.5, dim=1)], ids=["seeded", "variational"])

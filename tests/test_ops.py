@@ -10,10 +10,10 @@ import torch.nn.functional as F
 from helpers import SIGMAS, assert_dropout_values, keep_fraction_bound, random_input
 from test_seeded import dtypes_for, kept, saved_bytes
 
-import kernels
-from baselines import ops as eager_ops
-from bench import registry
-from kernels import alpha, reference, variational
+from dropbench import kernels
+from dropbench.baselines import ops as eager_ops
+from dropbench.bench import registry
+from dropbench.kernels import alpha, reference, variational
 
 SEED = 0x5EED_0F_C4A77E1
 

@@ -10,11 +10,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bench import schema
-from plots import figures
-from plots.__main__ import main
-from plots.load import load_results
-from plots.render import KINDS, facets, save, shapes_facets, subtitle
+from dropbench.bench import schema
+from dropbench.plots import figures
+from dropbench.plots.__main__ import main
+from dropbench.plots.load import load_results
+from dropbench.plots.render import KINDS, facets, save, shapes_facets, subtitle
 
 REPO = Path(__file__).resolve().parents[1]
 SIZES = [2**10, 2**12, 2**14, 2**16]

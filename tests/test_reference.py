@@ -2,8 +2,8 @@
 
 import torch
 
-from kernels import reference
-from kernels.contract import keep_threshold
+from dropbench.kernels import reference
+from dropbench.kernels.contract import keep_threshold
 
 
 def test_philox_matches_random123_known_answer():

@@ -5,8 +5,8 @@ import re
 
 import pytest
 
-from bench import results
-from bench.schema import COLUMNS, COLUMNS_WITHOUT_SHAPE
+from dropbench.bench import results
+from dropbench.bench.schema import COLUMNS, COLUMNS_WITHOUT_SHAPE
 
 
 def row(rows=1, direction="fwd", device="cpu", **overrides) -> dict:

@@ -18,10 +18,10 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
-from bench import compare, plan, registry, runner, schema, summary, sweep
-from bench.registry import Implementation
-from bench.steps import INPLACE_FWD_BWD
-from plots import figures, load, render
+from dropbench.bench import compare, plan, registry, runner, schema, summary, sweep
+from dropbench.bench.registry import Implementation
+from dropbench.bench.steps import INPLACE_FWD_BWD
+from dropbench.plots import figures, load, render
 
 REPO = Path(__file__).resolve().parents[1]
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"

@@ -13,8 +13,8 @@ from helpers import (
     random_input,
 )
 
-from kernels import reference, seeded, seeded_dropout, variational, variational_dropout
-from kernels.seeded import seeded_dropout_forward
+from dropbench.kernels import reference, seeded, seeded_dropout, variational, variational_dropout
+from dropbench.kernels.seeded import seeded_dropout_forward
 
 FLOAT_DTYPES = [torch.float16, torch.float32, torch.float64]
 SEED = 0x1234_5678_9ABC

@@ -6,8 +6,8 @@ import triton
 from helpers import assert_dropout_values, keep_fraction_bound, random_input
 from test_seeded import kept, saved_bytes
 
-from kernels import reference, seeded_dropout, variational, variational_dropout
-from kernels.variational import variational_dropout_forward
+from dropbench.kernels import reference, seeded_dropout, variational, variational_dropout
+from dropbench.kernels.variational import variational_dropout_forward
 
 SEED = 987_654_321
 

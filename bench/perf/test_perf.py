@@ -10,8 +10,8 @@ Compare with a stored run: `--benchmark-autosave` then
 import pytest
 import torch
 
-from bench.registry import REGISTRY
-from bench.schema import CORE_OPS
+from dropbench.bench.registry import REGISTRY
+from dropbench.bench.schema import CORE_OPS
 
 ROWS = [1, 256, 8192]
 COLS = 49152
