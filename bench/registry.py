@@ -15,7 +15,8 @@ import torch
 from dropbench import kernels
 from dropbench.baselines import compiled, eager
 from dropbench.baselines import ops as eager_ops
-from dropbench.kernels import alpha, seeded, variational
+from dropbench.kernels import alpha, variational
+from dropbench.kernels import element as seeded
 
 
 @dataclass(frozen=True)

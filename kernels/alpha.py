@@ -41,29 +41,23 @@ import triton
 import triton.language as tl
 
 from dropbench.kernels import variational
-from dropbench.kernels.channel import FEATURE_RANK_MESSAGE, channel_view
-from dropbench.kernels.contract import (
-    as_int64_bits,
-    check_input,
-    check_p,
-    check_seed,
-    float64_bits,
-    keep_threshold,
+from dropbench.kernels.channel import FEATURE_RANK_MESSAGE
+from dropbench.kernels.contract import Stream, checked, float64_bits, keep_threshold
+from dropbench.kernels.element import CPU_CONFIG, ROWS_CONFIGS, drops_everything, stream_args
+from dropbench.kernels.layout import INT32_LIMIT, channel_view, outer_d_m
+from dropbench.kernels.runtime import KernelLauncher, autotune_bench, describe_config, latest_config, launch
+from dropbench.kernels.stream import (
+    SNAPSHOT,
+    STATE,
+    element_words,
+    keeps,
+    locked_tile,
+    rows_tile,
+    rows_tile_words,
+    runs_tile,
+    stream_advance,
+    stream_origin,
 )
-from dropbench.kernels.dispatch import launch
-from dropbench.kernels.launcher import Launcher, autotune_bench, latest_config
-from dropbench.kernels.seeded import (
-    CPU_CONFIG,
-    INT32_LIMIT,
-    ROWS_CONFIGS,
-    _element_words,
-    _keeps,
-    _rows_tile,
-    _rows_tile_words,
-    describe_config,
-    drops_everything,
-)
-from dropbench.kernels.variational import _locked_tile, _runs_tile
 
 SELU_ALPHA = 1.6732632423543772848170429916717
 SELU_SCALE = 1.0507009873554804934193349852946
@@ -81,7 +75,7 @@ def alpha_constants(p: float) -> tuple[float, float, float]:
 @triton.jit
 def _apply_alpha(x, word, threshold, a_bits, b_bits, dropped_bits):
     """x * A + B where word >= threshold, else the constant `dropped`; fp32 math (fp64 for fp64)."""
-    return _alpha_kept(x, _keeps(word, threshold), a_bits, b_bits, dropped_bits)
+    return _alpha_kept(x, keeps(word, threshold), a_bits, b_bits, dropped_bits)
 
 
 @triton.jit
@@ -98,77 +92,88 @@ def _alpha_kept(x, keep, a_bits, b_bits, dropped_bits):
     return y.to(x.dtype)
 
 
-@triton.jit(do_not_specialize=["seed", "threshold", "a_bits", "b_bits", "dropped_bits"])
+_NO_SPECIALIZE = ["key", "offset", "advance", "threshold", "a_bits", "b_bits", "dropped_bits"]
+
+
+@triton.jit(do_not_specialize=_NO_SPECIALIZE)
 def _alpha_rows_kernel(
-    x_ptr, out_ptr, seed, threshold, a_bits, b_bits, dropped_bits,
+    x_ptr, out_ptr, seeds_ptr, snapshot_ptr, key, offset, advance, threshold, a_bits, b_bits, dropped_bits,
     rows, cols, x_row_stride, out_row_stride, stream_row_len,
-    WIDE_INDEX: tl.constexpr, BLOCK: tl.constexpr,
+    SOURCE: tl.constexpr, ALIGNED: tl.constexpr, WIDE_INDEX: tl.constexpr, BLOCK: tl.constexpr,
 ):
-    """seeded's rows kernel with the alpha map: stream index e = row * stream_row_len + col."""
+    """element's rows kernel with the alpha map: stream index s = offset + row * stream_row_len + col."""
     pid = tl.program_id(0)
     if WIDE_INDEX:
         pid = pid.to(tl.int64)
-    row, col_start, cols_in_tile, in_bounds = _rows_tile(pid, cols, BLOCK)
+        offset = offset.to(tl.int64)
+    row, col_start, cols_in_tile, in_bounds = rows_tile(pid, cols, BLOCK)
+    key, offset = stream_origin(seeds_ptr, key, offset, row, SOURCE)
     # The same words seeded_dropout draws for these elements.
-    word = _rows_tile_words(seed, (row * stream_row_len + col_start) // 4, BLOCK)
-
+    word = rows_tile_words(key, offset + row * stream_row_len + col_start, cols_in_tile, col_start, ALIGNED, BLOCK)
     x = tl.load(x_ptr + row * x_row_stride + cols_in_tile, mask=in_bounds)
     y = _apply_alpha(x, word, threshold, a_bits, b_bits, dropped_bits)
     tl.store(out_ptr + row * out_row_stride + cols_in_tile, y, mask=in_bounds)
+    stream_advance(seeds_ptr, snapshot_ptr, advance, SOURCE)
 
 
-@triton.jit(do_not_specialize=["seed", "threshold", "a_bits", "b_bits", "dropped_bits"])
+@triton.jit(do_not_specialize=_NO_SPECIALIZE)
 def _alpha_locked_kernel(
-    x_ptr, out_ptr, seed, threshold, a_bits, b_bits, dropped_bits,
+    x_ptr, out_ptr, seeds_ptr, snapshot_ptr, key, offset, advance, threshold, a_bits, b_bits, dropped_bits,
     outer, D, M,
     x_stride_outer, x_stride_d, x_stride_m,
     out_stride_outer, out_stride_d, out_stride_m,
-    WIDE_INDEX: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr,
+    SOURCE: tl.constexpr, WIDE_INDEX: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr,
 ):
     """variational's locked kernel with the alpha map: (o, d, m) is kept iff mask element o * M + m is."""
     pid = tl.program_id(0)
     if WIDE_INDEX:
         pid = pid.to(tl.int64)
-    o, d, m, in_bounds = _locked_tile(pid, D, M, BLOCK_D, BLOCK_M)
-    word = _element_words(seed, o * M + m)
+        offset = offset.to(tl.int64)
+    o, d, m, in_bounds = locked_tile(pid, D, M, BLOCK_D, BLOCK_M)
+    key, offset = stream_origin(seeds_ptr, key, offset, 0, SOURCE)
+    word = element_words(key, offset + o * M + m)
     x_offsets = o * x_stride_outer + d[:, None] * x_stride_d + m[None, :] * x_stride_m
     x = tl.load(x_ptr + x_offsets, mask=in_bounds)
     y = _apply_alpha(x, word[None, :], threshold, a_bits, b_bits, dropped_bits)
     out_offsets = o * out_stride_outer + d[:, None] * out_stride_d + m[None, :] * out_stride_m
     tl.store(out_ptr + out_offsets, y, mask=in_bounds)
+    stream_advance(seeds_ptr, snapshot_ptr, advance, SOURCE)
 
 
-@triton.jit(do_not_specialize=["seed", "threshold", "a_bits", "b_bits", "dropped_bits"])
+@triton.jit(do_not_specialize=_NO_SPECIALIZE)
 def _alpha_runs_kernel(
-    x_ptr, out_ptr, seed, threshold, a_bits, b_bits, dropped_bits, numel, run_len,
-    WIDE_INDEX: tl.constexpr, BLOCK: tl.constexpr,
+    x_ptr, out_ptr, seeds_ptr, snapshot_ptr, key, offset, advance, threshold, a_bits, b_bits, dropped_bits,
+    numel, run_len,
+    SOURCE: tl.constexpr, WIDE_INDEX: tl.constexpr, BLOCK: tl.constexpr,
 ):
     """variational's runs kernel with the alpha map: element e is kept iff mask element e // run_len is."""
     pid = tl.program_id(0)
     if WIDE_INDEX:
         pid = pid.to(tl.int64)
-    offsets, in_bounds, keep = _runs_tile(pid, seed, threshold, numel, run_len, BLOCK)
+        offset = offset.to(tl.int64)
+    key, offset = stream_origin(seeds_ptr, key, offset, 0, SOURCE)
+    offsets, in_bounds, keep = runs_tile(pid, key, offset, threshold, numel, run_len, BLOCK)
     x = tl.load(x_ptr + offsets, mask=in_bounds)
     tl.store(out_ptr + offsets, _alpha_kept(x, keep, a_bits, b_bits, dropped_bits), mask=in_bounds)
+    stream_advance(seeds_ptr, snapshot_ptr, advance, SOURCE)
 
 
+# restore_value: while tuning, each benchmarking launch would advance an RNG state.
 _alpha_rows_autotuned = triton.autotune(
-    configs=ROWS_CONFIGS, key=["rows", "cols", "x_row_stride"], do_bench=autotune_bench
+    configs=ROWS_CONFIGS, key=["rows", "cols", "x_row_stride"], do_bench=autotune_bench, restore_value=["seeds_ptr"]
 )(_alpha_rows_kernel)
 _alpha_locked_autotuned = triton.autotune(
-    configs=variational.LOCKED_CONFIGS, key=["outer", "D", "M", "x_stride_d", "x_stride_m"], do_bench=autotune_bench
+    configs=variational.LOCKED_CONFIGS, key=["outer", "D", "M", "x_stride_d", "x_stride_m"], do_bench=autotune_bench,
+    restore_value=["seeds_ptr"],
 )(_alpha_locked_kernel)
-
-
 _alpha_runs_autotuned = triton.autotune(
-    configs=variational.RUNS_CONFIGS, key=["numel", "run_len"], do_bench=autotune_bench,
+    configs=variational.RUNS_CONFIGS, key=["numel", "run_len"], do_bench=autotune_bench, restore_value=["seeds_ptr"],
     prune_configs_by={"early_config_prune": variational.fitting_runs_configs},
 )(_alpha_runs_kernel)
 
-
-_rows = Launcher(_alpha_rows_kernel, _alpha_rows_autotuned, cpu_config=CPU_CONFIG)
-_locked = Launcher(_alpha_locked_kernel, _alpha_locked_autotuned, cpu_config=variational.CPU_CONFIG)
-_runs = Launcher(_alpha_runs_kernel, _alpha_runs_autotuned, cpu_config=variational.RUNS_CPU_CONFIG)
+_rows = KernelLauncher(_alpha_rows_kernel, _alpha_rows_autotuned, cpu_config=CPU_CONFIG)
+_locked = KernelLauncher(_alpha_locked_kernel, _alpha_locked_autotuned, cpu_config=variational.CPU_CONFIG)
+_runs = KernelLauncher(_alpha_runs_kernel, _alpha_runs_autotuned, cpu_config=variational.RUNS_CPU_CONFIG)
 
 
 def chosen_config() -> str:
@@ -188,10 +193,12 @@ def _map_bits(p: float, grad: bool) -> tuple[int, int, int]:
     return (float64_bits(a), 0, 0) if grad else (float64_bits(a), float64_bits(b), float64_bits(dropped))
 
 
-def alpha_dropout_forward(x: torch.Tensor, p: float, seed: int, grad: bool = False, config=None) -> torch.Tensor:
+def alpha_dropout_forward(x: torch.Tensor, p: float, stream: Stream, grad: bool = False, snapshot=None,
+                          config=None) -> torch.Tensor:
     """Launch the element kernel for 0 < p < 1 with T(p) < 2**32 (arguments checked). New contiguous tensor.
 
     grad=True applies the backward map (x * A where kept, 0 where dropped) instead.
+    snapshot: where a STATE stream records its (key, offset).
     `config` (a triton.Config with BLOCK) forces one launch configuration.
     """
     out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
@@ -205,51 +212,96 @@ def alpha_dropout_forward(x: torch.Tensor, p: float, seed: int, grad: bool = Fal
     else:
         x = x.contiguous()  # documented copy
         rows, cols, x_row_stride, out_row_stride, stream_row_len = 1, x.numel(), x.numel(), x.numel(), 0
-    wide = rows * cols + rows * abs(x_row_stride) > INT32_LIMIT
+    numel = rows * cols
+    wide = numel + rows * abs(x_row_stride) > INT32_LIMIT or stream.offset + numel > INT32_LIMIT
     args = (
-        x, out, seed, keep_threshold(p), *_map_bits(p, grad),
+        x, out, *stream_args(stream, snapshot, numel, x), keep_threshold(p), *_map_bits(p, grad),
         rows, cols, x_row_stride, out_row_stride, stream_row_len,
     )
-    _rows(lambda meta: (rows * triton.cdiv(cols, meta["BLOCK"]),), args, {"WIDE_INDEX": wide}, config)
+    constexprs = {"SOURCE": stream.source, "ALIGNED": stream.offset % 4 == 0, "WIDE_INDEX": wide}
+    _rows(lambda meta: (rows * triton.cdiv(cols, meta["BLOCK"]),), args, constexprs, config)
     return out
 
 
 def feature_alpha_dropout_forward(
-    x: torch.Tensor, p: float, seed: int, dim: int, grad: bool = False, config=None
+    x: torch.Tensor, p: float, stream: Stream, dim: int, grad: bool = False, snapshot=None, config=None
 ) -> torch.Tensor:
-    """Launch the locked kernel on a 3-D channel view, mask shared along `dim` (kernels.channel_view).
+    """Launch the locked kernel on a 3-D channel view, mask shared along `dim` (kernels.layout.channel_view).
 
     Same conditions and `grad` as alpha_dropout_forward; `config` has BLOCK_D and BLOCK_M.
     """
     out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     if x.numel() == 0:
         return out
-    layout = variational._as_outer_d_m(x, dim)
+    layout = outer_d_m(x, dim)
     if layout is None:
         x = x.contiguous()  # dims around `dim` that no stride merges: documented copy
-        layout = variational._as_outer_d_m(x, dim)
-    variational.launch_shared(_locked, _runs, (x, out, seed, keep_threshold(p), *_map_bits(p, grad)), layout, config)
+        layout = outer_d_m(x, dim)
+    (outer, _, size_m), *_ = layout
+    leading = (x, out, *stream_args(stream, snapshot, outer * size_m, x), keep_threshold(p), *_map_bits(p, grad))
+    variational.launch_shared(_locked, _runs, leading, layout, stream, config)
     return out
 
 
+def _alpha_state(x, p, state):
+    snapshot = torch.empty(2, dtype=torch.int64, device=x.device)
+    return alpha_dropout_forward(x, p, Stream(STATE, 0, 0, state), False, snapshot), snapshot
+
+
+def _alpha_seeded(x, p, source, key, offset, seeds, grad):
+    return alpha_dropout_forward(x, p, Stream(source, key, offset, seeds), grad)
+
+
+def _feature_alpha_state(x, p, dim, state):
+    snapshot = torch.empty(2, dtype=torch.int64, device=x.device)
+    return feature_alpha_dropout_forward(x, p, Stream(STATE, 0, 0, state), dim, False, snapshot), snapshot
+
+
+def _feature_alpha_seeded(x, p, source, key, offset, seeds, dim, grad):
+    return feature_alpha_dropout_forward(x, p, Stream(source, key, offset, seeds), dim, grad)
+
+
 @torch.library.custom_op("dropbench::alpha_dropout", mutates_args=())
-def _alpha_dropout_op(x: torch.Tensor, p: float, seed: int, grad: bool) -> torch.Tensor:
-    return alpha_dropout_forward(x, p, seed, grad)
+def _alpha_dropout_op(x: torch.Tensor, p: float, source: int, key: int, offset: int, seeds: torch.Tensor | None,
+                      grad: bool) -> torch.Tensor:
+    return _alpha_seeded(x, p, source, key, offset, seeds, grad)
 
 
 @_alpha_dropout_op.register_fake
-def _(x, p, seed, grad):
+def _(x, p, source, key, offset, seeds, grad):
     return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+
+
+@torch.library.custom_op("dropbench::alpha_dropout_state", mutates_args=("state",))
+def _alpha_dropout_state_op(x: torch.Tensor, p: float, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return _alpha_state(x, p, state)
+
+
+@_alpha_dropout_state_op.register_fake
+def _(x, p, state):
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device), torch.empty(2, dtype=torch.int64, device=x.device)
 
 
 @torch.library.custom_op("dropbench::feature_alpha_dropout", mutates_args=())
-def _feature_alpha_dropout_op(x: torch.Tensor, p: float, seed: int, dim: int, grad: bool) -> torch.Tensor:
-    return feature_alpha_dropout_forward(x, p, seed, dim, grad)
+def _feature_alpha_dropout_op(x: torch.Tensor, p: float, source: int, key: int, offset: int,
+                              seeds: torch.Tensor | None, dim: int, grad: bool) -> torch.Tensor:
+    return _feature_alpha_seeded(x, p, source, key, offset, seeds, dim, grad)
 
 
 @_feature_alpha_dropout_op.register_fake
-def _(x, p, seed, dim, grad):
+def _(x, p, source, key, offset, seeds, dim, grad):
     return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+
+
+@torch.library.custom_op("dropbench::feature_alpha_dropout_state", mutates_args=("state",))
+def _feature_alpha_dropout_state_op(x: torch.Tensor, p: float, dim: int,
+                                    state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return _feature_alpha_state(x, p, dim, state)
+
+
+@_feature_alpha_dropout_state_op.register_fake
+def _(x, p, dim, state):
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device), torch.empty(2, dtype=torch.int64, device=x.device)
 
 
 def _everything_dropped(x: torch.Tensor, p: float) -> torch.Tensor:
@@ -259,76 +311,77 @@ def _everything_dropped(x: torch.Tensor, p: float) -> torch.Tensor:
 
 
 class AlphaDropoutFunction(torch.autograd.Function):
-    """Forward: the alpha map; backward: the same kernel with B = 0, dropped = 0. Keeps (p, seed)."""
+    """Forward: the alpha map; backward: the same kernel with B = 0, dropped = 0. Returns (y, snapshot).
+
+    dim is None for alpha_dropout, the shared dim of a channel view for feature_alpha_dropout.
+    """
 
     @staticmethod
-    def forward(ctx, x, p, seed):
-        ctx.p, ctx.seed = p, seed
+    def forward(ctx, x, p, source, key, offset, seeds, dim):
+        ctx.p, ctx.source, ctx.key, ctx.offset, ctx.dim = p, source, key, offset, dim
         if drops_everything(p):
-            return _everything_dropped(x, p)
-        return launch(_alpha_dropout_op, alpha_dropout_forward, x, p, seed, False)
+            return _everything_dropped(x, p), None
+        if source == STATE:
+            if dim is None:
+                y, snapshot = launch(_alpha_dropout_state_op, _alpha_state, x, p, seeds)
+            else:
+                y, snapshot = launch(_feature_alpha_dropout_state_op, _feature_alpha_state, x, p, dim, seeds)
+            ctx.mark_non_differentiable(snapshot)
+            ctx.save_for_backward(snapshot)
+            return y, snapshot
+        ctx.save_for_backward(seeds)
+        if dim is None:
+            return launch(_alpha_dropout_op, _alpha_seeded, x, p, source, key, offset, seeds, False), None
+        return launch(_feature_alpha_dropout_op, _feature_alpha_seeded, x, p, source, key, offset, seeds, dim,
+                      False), None
 
     @staticmethod
-    def backward(ctx, grad_out):
+    def backward(ctx, grad_out, _grad_snapshot):
+        nones = (None,) * 6
         if drops_everything(ctx.p):
-            return torch.zeros_like(grad_out), None, None
-        return launch(_alpha_dropout_op, alpha_dropout_forward, grad_out, ctx.p, ctx.seed, True), None, None
+            return (torch.zeros_like(grad_out), *nones)
+        (seeds,) = ctx.saved_tensors
+        source = SNAPSHOT if ctx.source == STATE else ctx.source
+        if ctx.dim is None:
+            grad_in = launch(_alpha_dropout_op, _alpha_seeded, grad_out, ctx.p, source, ctx.key, ctx.offset, seeds,
+                             True)
+        else:
+            grad_in = launch(_feature_alpha_dropout_op, _feature_alpha_seeded, grad_out, ctx.p, source, ctx.key,
+                             ctx.offset, seeds, ctx.dim, True)
+        return (grad_in, *nones)
 
 
-class FeatureAlphaDropoutFunction(torch.autograd.Function):
-    """The channel form on a 3-D view from channel_view: mask shared along `dim`. Keeps (p, seed, dim)."""
-
-    @staticmethod
-    def forward(ctx, x, p, seed, dim):
-        ctx.p, ctx.seed, ctx.dim = p, seed, dim
-        if drops_everything(p):
-            return _everything_dropped(x, p)
-        return launch(_feature_alpha_dropout_op, feature_alpha_dropout_forward, x, p, seed, dim, False)
-
-    @staticmethod
-    def backward(ctx, grad_out):
-        if drops_everything(ctx.p):
-            return torch.zeros_like(grad_out), None, None, None
-        grad_in = launch(
-            _feature_alpha_dropout_op, feature_alpha_dropout_forward, grad_out, ctx.p, ctx.seed, ctx.dim, True
-        )
-        return grad_in, None, None, None
-
-
-def _check(x, p, seed):
-    """The checked p and the seed's 64-bit pattern, as the autograd Functions take it."""
-    check_input(x)
-    return check_p(p), as_int64_bits(check_seed(seed))
-
-
-def alpha_dropout(x: torch.Tensor, p: float, seed: int, training: bool = True) -> torch.Tensor:
+def alpha_dropout(x: torch.Tensor, p: float, seed=None, training: bool = True, *, offset: int = 0,
+                  state: torch.Tensor | None = None) -> torch.Tensor:
     """F.alpha_dropout with seeded_dropout's mask: kept x * A + B, dropped A * a' + B.
 
-    Unlike F.alpha_dropout, training defaults to True (as in every dropbench function).
-    p = 0 or training=False returns x itself; p = 1 returns zeros with zero gradients
-    (PyTorch also returns zeros, but NaN where x is inf or NaN).
+    seed, offset and state as seeded_dropout (no per-row seeds). Unlike F.alpha_dropout,
+    training defaults to True (as in every dropbench function). p = 0 or training=False
+    returns x itself; p = 1 returns zeros with zero gradients (PyTorch also returns
+    zeros, but NaN where x is inf or NaN).
     """
-    p, seed_bits = _check(x, p, seed)
+    p, stream = checked(x, p, seed, offset, state, row_seeds_allowed=False)
     if not training or p == 0.0:
         return x
-    return AlphaDropoutFunction.apply(x, p, seed_bits)
+    return AlphaDropoutFunction.apply(x, p, *stream, None)[0]
 
 
-def feature_alpha_dropout(x: torch.Tensor, p: float, seed: int, training: bool = True) -> torch.Tensor:
+def feature_alpha_dropout(x: torch.Tensor, p: float, seed=None, training: bool = True, *, offset: int = 0,
+                          state: torch.Tensor | None = None) -> torch.Tensor:
     """F.feature_alpha_dropout: the alpha map with one keep decision per x[n, c].
 
     Mask: the element mask of x.shape[:2], as feature_dropout and dropout2d. x needs at
     least 2 dims (PyTorch's RuntimeError, checked when a mask is drawn: training and
     0 < p < 1). Edge cases and the training default as alpha_dropout.
     """
-    p, seed_bits = _check(x, p, seed)
+    p, stream = checked(x, p, seed, offset, state, row_seeds_allowed=False)
     if not training or p == 0.0:
         return x
     if x.dim() < 2:
         if p < 1.0:
             raise RuntimeError(FEATURE_RANK_MESSAGE)
-        return AlphaDropoutFunction.apply(x, p, seed_bits)  # p = 1: zeros; PyTorch does not check here
+        return AlphaDropoutFunction.apply(x, p, *stream, None)[0]  # p = 1: zeros; PyTorch does not check here
     if math.prod(x.shape[2:]) == 1:
-        return AlphaDropoutFunction.apply(x, p, seed_bits)  # one element per channel: x's element mask
+        return AlphaDropoutFunction.apply(x, p, *stream, None)[0]  # one element per channel: x's element mask
     view, shared_dim, restore = channel_view(x)
-    return restore(FeatureAlphaDropoutFunction.apply(view, p, seed_bits, shared_dim))
+    return restore(AlphaDropoutFunction.apply(view, p, *stream, shared_dim)[0])

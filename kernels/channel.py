@@ -31,60 +31,37 @@ import warnings
 
 import torch
 
-from dropbench.kernels.contract import as_int64_bits, check_input, check_p, check_seed
-from dropbench.kernels.seeded import SeededDropoutFunction
-from dropbench.kernels.variational import VariationalDropoutFunction
+from dropbench.kernels.contract import Stream, checked
+from dropbench.kernels.element import element_dropout
+from dropbench.kernels.layout import channel_view
+from dropbench.kernels.variational import shared_dropout
 
 FEATURE_RANK_MESSAGE = "Feature dropout requires at least 2 dimensions in the input"
 
 
-def channel_view(x: torch.Tensor):
-    """x of shape (N, C, *spatial) as (view, shared_dim, restore) for a mask per (n, c).
-
-    The view is 3-D, (N, C, S) with shared_dim 2, or (N, S, C) with shared_dim 1 when
-    C is x's innermost dim in memory; either way its variational mask along
-    shared_dim is the element mask of (N, C). restore(y) turns a result of the
-    view's shape back into x's shape (a view, no copy).
-    """
-    batch, channels, spatial = x.shape[0], x.shape[1], x.shape[2:]
-    positions = math.prod(spatial)
-    channels_last = x.movedim(1, -1)
-    if not x.is_contiguous() and channels_last.is_contiguous():
-        def restore(y):
-            return y.view(batch, *spatial, channels).movedim(-1, 1)
-
-        return channels_last.view(batch, positions, channels), 1, restore
-    return x.reshape(batch, channels, positions), 2, lambda y: y.view(x.shape)
-
-
-def _check(x, p, seed):
-    """The checked p and the seed's 64-bit pattern, as the autograd Functions take it."""
-    check_input(x)
-    return check_p(p), as_int64_bits(check_seed(seed))
-
-
-def _feature_dropout(x: torch.Tensor, p: float, seed_bits: int, training: bool) -> torch.Tensor:
-    """feature_dropout after the argument checks (seed already as its int64 bit pattern)."""
+def _feature_dropout(x: torch.Tensor, p: float, stream: Stream, training: bool) -> torch.Tensor:
+    """feature_dropout after the argument checks."""
     if not training or p == 0.0:
         return x
     if x.dim() < 2:
         if p < 1.0:
             raise RuntimeError(FEATURE_RANK_MESSAGE)
-        return SeededDropoutFunction.apply(x, p, seed_bits, None)  # p = 1: zeros; PyTorch does not check here
+        return element_dropout(x, p, stream)[0]  # p = 1: zeros; PyTorch does not check here
     if math.prod(x.shape[2:]) == 1:
-        return SeededDropoutFunction.apply(x, p, seed_bits, None)  # one element per channel: x's element mask
+        return element_dropout(x, p, stream)[0]  # one element per channel: x's element mask
     view, shared_dim, restore = channel_view(x)
-    return restore(VariationalDropoutFunction.apply(view, p, seed_bits, shared_dim))
+    return restore(shared_dropout(view, p, stream, shared_dim)[0])
 
 
-def _unbatched(x: torch.Tensor, p: float, seed_bits: int, training: bool) -> torch.Tensor:
+def _unbatched(x: torch.Tensor, p: float, stream: Stream, training: bool) -> torch.Tensor:
     """PyTorch's unbatched path: a batch of one, so the mask is the element mask of x.shape[:1]."""
     if not training or p == 0.0:
         return x
-    return _feature_dropout(x.unsqueeze(0), p, seed_bits, training).squeeze(0)
+    return _feature_dropout(x.unsqueeze(0), p, stream, training).squeeze(0)
 
 
-def feature_dropout(x: torch.Tensor, p: float, seed: int, training: bool = True) -> torch.Tensor:
+def feature_dropout(x: torch.Tensor, p: float, seed=None, training: bool = True, *, offset: int = 0,
+                    state: torch.Tensor | None = None) -> torch.Tensor:
     """torch.feature_dropout: one keep decision per x[n, c], mask = element mask of x.shape[:2].
 
     x needs at least 2 dims (RuntimeError otherwise, with PyTorch's message; like
@@ -92,17 +69,18 @@ def feature_dropout(x: torch.Tensor, p: float, seed: int, training: bool = True)
     element dropout. p = 0 or training=False returns x itself; p = 1 returns zeros
     with zero gradients.
     """
-    p, seed_bits = _check(x, p, seed)
-    return _feature_dropout(x, p, seed_bits, training)
+    p, stream = checked(x, p, seed, offset, state, row_seeds_allowed=False)
+    return _feature_dropout(x, p, stream, training)
 
 
-def dropout1d(x: torch.Tensor, p: float, seed: int, training: bool = True) -> torch.Tensor:
+def dropout1d(x: torch.Tensor, p: float, seed=None, training: bool = True, *, offset: int = 0,
+              state: torch.Tensor | None = None) -> torch.Tensor:
     """F.dropout1d: x of (N, C, L) or (C, L); one keep decision per channel, shared along L.
 
     Mask: the element mask of (N, C), or of (C,) for 2-D x. Other ranks raise
     PyTorch's RuntimeError (also in eval, as PyTorch does).
     """
-    p, seed_bits = _check(x, p, seed)
+    p, stream = checked(x, p, seed, offset, state, row_seeds_allowed=False)
     if x.dim() not in (2, 3):
         raise RuntimeError(
             f"dropout1d: Expected 2D or 3D input, but received a {x.dim()}D input. "
@@ -111,11 +89,12 @@ def dropout1d(x: torch.Tensor, p: float, seed: int, training: bool = True) -> to
             "(i.e. 2D or 3D inputs)."
         )
     if x.dim() == 2:
-        return _unbatched(x, p, seed_bits, training)
-    return _feature_dropout(x, p, seed_bits, training)
+        return _unbatched(x, p, stream, training)
+    return _feature_dropout(x, p, stream, training)
 
 
-def dropout2d(x: torch.Tensor, p: float, seed: int, training: bool = True) -> torch.Tensor:
+def dropout2d(x: torch.Tensor, p: float, seed=None, training: bool = True, *, offset: int = 0,
+              state: torch.Tensor | None = None) -> torch.Tensor:
     """F.dropout2d: x of (N, C, H, W); one keep decision per (n, c), mask = element mask of (N, C).
 
     As PyTorch (see pytorch/pytorch#77081): a 3-D input is read as (N, C, L), not as
@@ -123,7 +102,7 @@ def dropout2d(x: torch.Tensor, p: float, seed: int, training: bool = True) -> to
     ranks warn that this is deprecated and get feature_dropout (2-D: element
     dropout; 1-D or 0-D: RuntimeError). The warnings come in eval too.
     """
-    p, seed_bits = _check(x, p, seed)
+    p, stream = checked(x, p, seed, offset, state, row_seeds_allowed=False)
     if x.dim() not in (3, 4):
         warnings.warn(
             f"dropout2d: Received a {x.dim()}-D input to dropout2d, which is deprecated "
@@ -142,17 +121,18 @@ def dropout2d(x: torch.Tensor, p: float, seed: int, training: bool = True) -> to
             "channel-wise dropout behavior, please switch to using dropout1d instead.",
             stacklevel=2,
         )
-    return _feature_dropout(x, p, seed_bits, training)
+    return _feature_dropout(x, p, stream, training)
 
 
-def dropout3d(x: torch.Tensor, p: float, seed: int, training: bool = True) -> torch.Tensor:
+def dropout3d(x: torch.Tensor, p: float, seed=None, training: bool = True, *, offset: int = 0,
+              state: torch.Tensor | None = None) -> torch.Tensor:
     """F.dropout3d: x of (N, C, D, H, W) or (C, D, H, W); one keep decision per channel.
 
     Mask: the element mask of (N, C), or of (C,) for 4-D x. As PyTorch, other ranks
     warn that this is deprecated and are treated as unbatched (a batch of one is
     added, so the mask runs over x's first dim; 0-D raises RuntimeError).
     """
-    p, seed_bits = _check(x, p, seed)
+    p, stream = checked(x, p, seed, offset, state, row_seeds_allowed=False)
     if x.dim() not in (4, 5):
         warnings.warn(
             f"dropout3d: Received a {x.dim()}-D input to dropout3d, which is deprecated "
@@ -163,5 +143,5 @@ def dropout3d(x: torch.Tensor, p: float, seed: int, training: bool = True) -> to
             stacklevel=2,
         )
     if x.dim() == 5:
-        return _feature_dropout(x, p, seed_bits, training)
-    return _unbatched(x, p, seed_bits, training)
+        return _feature_dropout(x, p, stream, training)
+    return _unbatched(x, p, stream, training)

@@ -1,8 +1,11 @@
 """The mask contract shared by every seeded kernel, and the checks on its arguments.
 
-Element e (its logical row-major index) is kept iff R(e) >= T(p), where
-  R(e) = 32-bit word (e mod 4) of Philox4x32-10(key = seed, counter = e div 4)
+A call with key k and offset o keeps element e (its logical row-major index) iff
+R(k, o + e) >= T(p), where
+  R(k, s) = 32-bit word (s mod 4) of Philox4x32-10(key = k, counter = s div 4)
 and T(p) = round(p * 2**32). Kept elements become x / (1 - p), dropped ones 0.
+The offset is 0 for a plain seeded call; a shard passes the index of its first
+element in the whole tensor; a device RNG state (kernels.rng) supplies its own.
 Nothing here depends on block size, dtype, strides or device, which is what
 makes masks reproducible across releases.
 """
@@ -10,8 +13,11 @@ makes masks reproducible across releases.
 import math
 import numbers
 import struct
+from typing import NamedTuple
 
 import torch
+
+from dropbench.kernels.stream import KEY_TENSOR, ROW_KEYS, SCALAR, STATE
 
 SUPPORTED_DTYPES = {
     torch.float16: "fp16",
@@ -21,6 +27,24 @@ SUPPORTED_DTYPES = {
 }
 SEED_MIN, SEED_MAX = 0, 2**64 - 1
 TWO_POW_32 = 2**32
+OFFSET_MAX = 2**62  # stream indices stay far from int64 overflow
+#: Version of the mask stream (recorded in the results CSV's mask_contract column).
+MASK_CONTRACT = "v1"
+#: An RNG state is int64 [key, offset, tickets, spare] (kernels.rng).
+STATE_SIZE = 4
+
+
+class Stream(NamedTuple):
+    """Where a call's (key, offset) come from: kernels.stream's SOURCE and what it reads.
+
+    seeds is None (SCALAR), a 0-d key tensor (KEY_TENSOR), per-row keys (ROW_KEYS) or an
+    RNG state (STATE); key is the int key's int64 bit pattern (0 when read on the device).
+    """
+
+    source: int
+    key: int
+    offset: int
+    seeds: torch.Tensor | None
 
 
 def keep_threshold(p: float) -> int:
@@ -69,7 +93,7 @@ def check_seed(seed) -> int:
     """Return an int seed in [0, 2**64 - 1], or raise naming the argument and the range."""
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
         raise TypeError(
-            f"seed must be an int in [{SEED_MIN}, 2**64 - 1] or a 1-D int64 tensor of per-row seeds, "
+            f"seed must be an int in [{SEED_MIN}, 2**64 - 1] or an int64 tensor (0-d key or per-row keys), "
             f"got {type(seed).__name__}"
         )
     seed = int(seed)
@@ -96,6 +120,56 @@ def check_row_seeds(seeds: torch.Tensor, x: torch.Tensor) -> None:
         raise ValueError(f"seed has {seeds.numel()} entries but x has {x.shape[0]} rows; give one seed per row")
     if seeds.device != x.device:
         raise ValueError(f"seed is on {seeds.device} but x is on {x.device}; put them on the same device")
+
+
+def check_offset(offset) -> int:
+    """Return the stream offset as an int in [0, 2**62], or raise naming the argument."""
+    if isinstance(offset, bool) or not isinstance(offset, numbers.Integral):
+        raise TypeError(f"offset must be an int in [0, 2**62], got {type(offset).__name__}")
+    if not 0 <= offset <= OFFSET_MAX:
+        raise ValueError(f"offset must be in [0, 2**62], got {offset}")
+    return int(offset)
+
+
+def check_state(state, x: torch.Tensor) -> None:
+    """An RNG state: an int64 tensor of STATE_SIZE elements on x's device (kernels.rng.new_state)."""
+    if not isinstance(state, torch.Tensor) or state.dtype != torch.int64 or state.shape != (STATE_SIZE,):
+        got = f"{tuple(state.shape)} {state.dtype}" if isinstance(state, torch.Tensor) else type(state).__name__
+        raise TypeError(f"state must be an int64 tensor of shape ({STATE_SIZE},) from dropbench.kernels.new_state, "
+                        f"got {got}")
+    if state.device != x.device:
+        raise ValueError(f"state is on {state.device} but x is on {x.device}; put them on the same device")
+
+
+def checked(x, p, seed, offset=0, state=None, row_seeds_allowed: bool = True) -> tuple[float, Stream]:
+    """The checked p and the call's Stream, from the public arguments of every dropout function.
+
+    seed: an int in [0, 2**64 - 1]; a 0-d int64 tensor (the key, read on x's device); or, for
+    2-D x where row_seeds_allowed, a 1-D int64 tensor of per-row keys. state: an RNG state
+    (kernels.rng) instead of seed, which the call reads and advances on the device.
+    """
+    check_input(x)
+    p = check_p(p)
+    offset = check_offset(offset)
+    if state is not None:
+        if seed is not None:
+            raise TypeError("give either seed or state, not both")
+        check_state(state, x)
+        return p, Stream(STATE, 0, offset, state)
+    if isinstance(seed, torch.Tensor):
+        if seed.dim() == 0:
+            if seed.dtype != torch.int64:
+                raise TypeError(f"seed as a 0-d tensor must be int64, got {seed.dtype}")
+            if seed.device != x.device:
+                raise ValueError(f"seed is on {seed.device} but x is on {x.device}; put them on the same device")
+            return p, Stream(KEY_TENSOR, 0, offset, seed)
+        if not row_seeds_allowed:
+            raise TypeError("seed must be an int or a 0-d int64 tensor here (per-row seeds are for seeded_dropout)")
+        check_row_seeds(seed, x)
+        return p, Stream(ROW_KEYS, 0, offset, seed)
+    if seed is None:
+        raise TypeError("seed is required: an int in [0, 2**64 - 1] or an int64 tensor; or pass state=")
+    return p, Stream(SCALAR, as_int64_bits(check_seed(seed)), offset, None)
 
 
 def check_dim(dim, ndim: int) -> int:

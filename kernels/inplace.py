@@ -19,46 +19,49 @@ which also raises PyTorch's error where x has overlapping elements (expanded ten
 
 import torch
 
-from dropbench.kernels.contract import as_int64_bits, check_input, check_p, check_seed
-from dropbench.kernels.dispatch import launch
-from dropbench.kernels.seeded import _seeded_dropout_op, drops_everything, seeded_dropout_forward
+from dropbench.kernels.contract import KEY_TENSOR, SCALAR, Stream, checked
+from dropbench.kernels.element import _dropout_op, _forward_seeded, drops_everything, element_forward
+from dropbench.kernels.runtime import launch
 
 LEAF_MESSAGE = "a leaf Variable that requires grad is being used in an in-place operation."
 VIEW_OF_LEAF_MESSAGE = "a view of a leaf Variable that requires grad is being used in an in-place operation."
 
 
-def _seeded_dropout_inplace(x: torch.Tensor, p: float, seed: int) -> None:
+def _dropout_inplace(x: torch.Tensor, p: float, source: int, key: int, offset: int,
+                     seeds: torch.Tensor | None) -> None:
     if drops_everything(p):
         x.zero_()  # exact zeros even where x is inf or NaN, as seeded_dropout gives
     else:
-        seeded_dropout_forward(x, p, seed, out=x)
+        element_forward(x, p, Stream(source, key, offset, seeds), out=x)
 
 
-_seeded_dropout_inplace_op = torch.library.custom_op("dropbench::seeded_dropout_", mutates_args=("x",))(
-    _seeded_dropout_inplace
-)
+_dropout_inplace_op = torch.library.custom_op("dropbench::dropout_", mutates_args=("x",))(_dropout_inplace)
 
 
-@_seeded_dropout_inplace_op.register_fake
-def _(x, p, seed):
+@_dropout_inplace_op.register_fake
+def _(x, p, source, key, offset, seeds):
     return None
 
 
-class SeededDropoutInplaceFunction(torch.autograd.Function):
-    """Forward overwrites x; backward is seeded_dropout's kernel on the gradient, same seed."""
+class InplaceDropoutFunction(torch.autograd.Function):
+    """Forward overwrites x; backward is element dropout's kernel on the gradient, same stream."""
 
     @staticmethod
-    def forward(ctx, x, p, seed):
-        ctx.p, ctx.seed = p, seed
-        launch(_seeded_dropout_inplace_op, _seeded_dropout_inplace, x, p, seed)
+    def forward(ctx, x, p, source, key, offset, seeds):
+        ctx.p, ctx.source, ctx.key, ctx.offset = p, source, key, offset
+        ctx.save_for_backward(seeds)
+        launch(_dropout_inplace_op, _dropout_inplace, x, p, source, key, offset, seeds)
         ctx.mark_dirty(x)
         return x
 
     @staticmethod
     def backward(ctx, grad_out):
+        nones = (None,) * 5
         if drops_everything(ctx.p):
-            return torch.zeros_like(grad_out), None, None
-        return launch(_seeded_dropout_op, seeded_dropout_forward, grad_out, ctx.p, ctx.seed, None), None, None
+            return (torch.zeros_like(grad_out), *nones)
+        (seeds,) = ctx.saved_tensors
+        grad_in = launch(_dropout_op, _forward_seeded, grad_out, ctx.p, ctx.source, ctx.key, ctx.offset, seeds, None)
+        return (grad_in, *nones)
 
 
 def _refuse_leaf(x: torch.Tensor) -> None:
@@ -69,21 +72,22 @@ def _refuse_leaf(x: torch.Tensor) -> None:
         raise RuntimeError(VIEW_OF_LEAF_MESSAGE)
 
 
-def dropout_(x: torch.Tensor, p: float, seed: int, training: bool = True) -> torch.Tensor:
+def dropout_(x: torch.Tensor, p: float, seed=None, training: bool = True, *, offset: int = 0) -> torch.Tensor:
     """In-place element dropout with seeded_dropout's mask; returns x itself.
 
-    seed: an int in [0, 2**64 - 1] (per-row seed tensors are not supported in place).
-    p = 0 or training=False returns x untouched; p = 1 fills x with exact zeros
-    (gradient zero). Autograd: as F.dropout(x, p, inplace=True), see the module docstring.
+    seed: an int in [0, 2**64 - 1] or a 0-d int64 key tensor; offset as seeded_dropout.
+    (Per-row seeds and RNG states are not taken in place.) p = 0 or training=False
+    returns x untouched; p = 1 fills x with exact zeros (gradient zero). Autograd: as
+    F.dropout(x, p, inplace=True), see the module docstring.
     """
-    check_input(x)
-    p = check_p(p)
-    seed = as_int64_bits(check_seed(seed))
+    p, stream = checked(x, p, seed, offset, row_seeds_allowed=False)
+    if stream.source not in (SCALAR, KEY_TENSOR):
+        raise TypeError("dropout_ takes an int seed or a 0-d int64 key tensor")
     if not training or p == 0.0:
         return x
     if not (torch.is_grad_enabled() and x.requires_grad):
         # Nothing for autograd to record: no autograd.Function needed.
-        launch(_seeded_dropout_inplace_op, _seeded_dropout_inplace, x, p, seed)
+        launch(_dropout_inplace_op, _dropout_inplace, x, p, *stream)
         return x
     _refuse_leaf(x)
-    return SeededDropoutInplaceFunction.apply(x, p, seed)
+    return InplaceDropoutFunction.apply(x, p, *stream)

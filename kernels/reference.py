@@ -5,6 +5,8 @@ int64, products wrap modulo 2**64 (which keeps their low 64 bits exact), and eac
 result is masked back to 32 bits. Slow and simple on purpose.
 """
 
+import math
+
 import torch
 
 from dropbench.kernels.contract import check_dim, keep_threshold
@@ -42,51 +44,59 @@ def philox4x32(seed, counter: torch.Tensor):
     return c0, c1, c2, c3
 
 
-def random_words(seed, numel: int) -> torch.Tensor:
-    """R(e) for e = 0 .. numel-1: word (e mod 4) of Philox(seed, e div 4), as int64 in [0, 2**32)."""
-    index = torch.arange(numel, dtype=torch.int64)
+def stream_words(seed, index: torch.Tensor) -> torch.Tensor:
+    """R(s) for each stream index s: word (s mod 4) of Philox(seed, s div 4), as int64 in [0, 2**32)."""
     words = torch.stack(philox4x32(seed, index // 4), dim=-1)
     return words.gather(-1, (index % 4).unsqueeze(-1)).squeeze(-1)
 
 
-def keep_mask(shape, p: float, seed) -> torch.Tensor:
+def random_words(seed, numel: int, offset: int = 0) -> torch.Tensor:
+    """R(offset + e) for e = 0 .. numel-1."""
+    return stream_words(seed, offset + torch.arange(numel, dtype=torch.int64))
+
+
+def keep_mask(shape, p: float, seed, offset: int = 0, global_cols: int | None = None) -> torch.Tensor:
     """The boolean keep mask of the contract for a tensor of `shape` (CPU).
 
-    `seed` is an int, or a 1-D int64 tensor with one seed per row of a 2-D shape,
-    in which case row r uses seed[r] and e counts within the row.
+    `seed` is an int (or a 0-d int64 tensor), or a 1-D int64 tensor with one seed per row
+    of a 2-D shape, in which case row r uses seed[r] and e counts within the row.
+    Element e has stream index offset + e; with global_cols, the shape is read as rows of
+    shape[-1] and element (r, j) has stream index offset + r * global_cols + j.
     """
     shape = tuple(shape)
     threshold = keep_threshold(p)
-    if isinstance(seed, torch.Tensor):
+    if global_cols is not None:
+        cols = shape[-1]
+        rows = math.prod(shape) // cols
+        index = offset + torch.arange(rows, dtype=torch.int64)[:, None] * global_cols + torch.arange(cols)
+        return (stream_words(seed, index) >= threshold).reshape(shape)
+    if isinstance(seed, torch.Tensor) and seed.dim() == 1:
         rows, cols = shape
         seeds = _as_int64(seed).unsqueeze(-1)
-        index = torch.arange(cols, dtype=torch.int64)
+        index = offset + torch.arange(cols, dtype=torch.int64)
         words = torch.stack(philox4x32(seeds, index // 4), dim=-1)
         chosen = words.gather(-1, (index % 4).expand(rows, cols).unsqueeze(-1)).squeeze(-1)
         return chosen >= threshold
-    numel = 1
-    for size in shape:
-        numel *= size
-    return (random_words(seed, numel) >= threshold).reshape(shape)
+    return (random_words(seed, math.prod(shape), offset) >= threshold).reshape(shape)
 
 
-def variational_keep_mask(shape, p: float, seed: int, dim: int) -> torch.Tensor:
+def variational_keep_mask(shape, p: float, seed: int, dim: int, offset: int = 0) -> torch.Tensor:
     """The variational mask: the element mask of `shape` with size 1 along `dim`."""
     dim = check_dim(dim, len(shape))
     mask_shape = list(shape)
     mask_shape[dim] = 1
-    return keep_mask(mask_shape, p, seed)
+    return keep_mask(mask_shape, p, seed, offset)
 
 
-def seeded_dropout(x: torch.Tensor, p: float, seed) -> torch.Tensor:
+def seeded_dropout(x: torch.Tensor, p: float, seed, offset: int = 0, global_cols: int | None = None) -> torch.Tensor:
     """Reference element dropout: x * keep / (1 - p), computed in float64 on the CPU."""
-    keep = keep_mask(x.shape, p, seed)
+    keep = keep_mask(x.shape, p, seed, offset, global_cols)
     return _apply(x, keep, p)
 
 
-def variational_dropout(x: torch.Tensor, p: float, seed: int, dim: int) -> torch.Tensor:
+def variational_dropout(x: torch.Tensor, p: float, seed: int, dim: int, offset: int = 0) -> torch.Tensor:
     """Reference variational dropout: one mask, broadcast along `dim`."""
-    keep = variational_keep_mask(x.shape, p, seed, dim)
+    keep = variational_keep_mask(x.shape, p, seed, dim, offset)
     return _apply(x, keep, p)
 
 
@@ -125,9 +135,9 @@ def alpha_affine(p: float) -> tuple[float, float]:
     return a, -a * ALPHA_PRIME * p
 
 
-def alpha_dropout(x: torch.Tensor, p: float, seed: int) -> torch.Tensor:
+def alpha_dropout(x: torch.Tensor, p: float, seed: int, offset: int = 0) -> torch.Tensor:
     """Reference alpha dropout: kept x * A + B, dropped A * a' + B, computed in float64 on the CPU."""
-    return _apply_alpha(x, keep_mask(x.shape, p, seed), p)
+    return _apply_alpha(x, keep_mask(x.shape, p, seed, offset), p)
 
 
 def feature_alpha_dropout(x: torch.Tensor, p: float, seed: int) -> torch.Tensor:

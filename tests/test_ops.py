@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from helpers import SIGMAS, assert_dropout_values, keep_fraction_bound, random_input
-from test_seeded import dtypes_for, kept, saved_bytes
+from test_element import dtypes_for, kept, saved_bytes
 
 from dropbench import kernels
 from dropbench.baselines import ops as eager_ops

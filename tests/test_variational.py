@@ -4,12 +4,16 @@ import pytest
 import torch
 import triton
 from helpers import assert_dropout_values, keep_fraction_bound, random_input
-from test_seeded import kept, saved_bytes
+from test_element import kept, saved_bytes
 
 from dropbench.kernels import reference, seeded_dropout, variational, variational_dropout
+from dropbench.kernels.contract import Stream
+from dropbench.kernels.layout import max_runs_block
+from dropbench.kernels.stream import SCALAR
 from dropbench.kernels.variational import variational_dropout_forward
 
 SEED = 987_654_321
+SEEDED = Stream(SCALAR, SEED, 0, None)
 
 LAYOUTS = [
     pytest.param((6, 4, 40), 0, id="TBC-tokens"),
@@ -55,7 +59,7 @@ def test_mask_equals_seeded_dropout_mask_of_the_reduced_shape(device, generator)
 def test_mask_does_not_depend_on_tile_shape(block_d, block_m, dim, device, generator):
     x = random_input((30, 70), torch.float32, device, generator)
     config = triton.Config({"BLOCK_D": block_d, "BLOCK_M": block_m}, num_warps=2)
-    y = variational_dropout_forward(x, 0.5, SEED, dim, config=config)
+    y = variational_dropout_forward(x, 0.5, SEEDED, dim, config=config)
     assert torch.equal(kept(y), expected_keep(x.shape, 0.5, dim)), f"mask changed with tile {block_d}x{block_m}"
 
 
@@ -77,13 +81,13 @@ def test_runs_kernel_is_bit_exact_for_every_run_length(run_len, device, generato
 @pytest.mark.parametrize("block", [1024, 2048, 4096])
 def test_runs_kernel_mask_does_not_depend_on_block(block, device, generator):
     x = random_input((150, 70), torch.float32, device, generator)
-    y = variational_dropout_forward(x, 0.5, SEED, 1, config=triton.Config({"BLOCK": block}, num_warps=4))
+    y = variational_dropout_forward(x, 0.5, SEEDED, 1, config=triton.Config({"BLOCK": block}, num_warps=4))
     assert torch.equal(kept(y), expected_keep(x.shape, 0.5, 1)), f"mask changed with BLOCK={block}"
 
 
 def test_runs_and_tiles_agree_and_layouts_pick_the_kernel(device, generator):
     x = random_input((40, 3, 49), torch.float32, device, generator)
-    tiles = variational_dropout_forward(x, 0.5, SEED, 2, config=triton.Config({"BLOCK_D": 64, "BLOCK_M": 16}))
+    tiles = variational_dropout_forward(x, 0.5, SEEDED, 2, config=triton.Config({"BLOCK_D": 64, "BLOCK_M": 16}))
     assert variational.chosen_config().startswith("BLOCK_D=")
     runs = variational_dropout(x, 0.5, SEED, 2)
     assert variational.chosen_config().startswith("BLOCK="), "contiguous runs of 49 should take the runs kernel"
@@ -97,12 +101,12 @@ def test_runs_and_tiles_agree_and_layouts_pick_the_kernel(device, generator):
 def test_runs_configs_are_pruned_to_64_runs_and_forced_misfits_are_refused(device):
     blocks = [config.kwargs["BLOCK"] for config in variational.fitting_runs_configs(
         variational.RUNS_CONFIGS, {"run_len": 33})]
-    assert max(blocks) == 2048 and all(block <= variational.max_runs_block(33) for block in blocks)
+    assert max(blocks) == 2048 and all(block <= max_runs_block(33) for block in blocks)
     x = torch.ones(30, 17, device=device)
     with pytest.raises(ValueError, match="more than 64 runs"):
-        variational_dropout_forward(x, 0.5, SEED, 1, config=triton.Config({"BLOCK": 2048}))
+        variational_dropout_forward(x, 0.5, SEEDED, 1, config=triton.Config({"BLOCK": 2048}))
     with pytest.raises(ValueError, match="does not take"):
-        variational_dropout_forward(x, 0.5, SEED, 0, config=triton.Config({"BLOCK": 1024}))
+        variational_dropout_forward(x, 0.5, SEEDED, 0, config=triton.Config({"BLOCK": 1024}))
 
 
 @pytest.mark.parametrize(

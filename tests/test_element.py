@@ -13,8 +13,10 @@ from helpers import (
     random_input,
 )
 
-from dropbench.kernels import reference, seeded, seeded_dropout, variational, variational_dropout
-from dropbench.kernels.seeded import seeded_dropout_forward
+from dropbench.kernels import element, layout, reference, seeded_dropout, variational, variational_dropout
+from dropbench.kernels.contract import Stream
+from dropbench.kernels.element import element_forward
+from dropbench.kernels.stream import SCALAR
 
 FLOAT_DTYPES = [torch.float16, torch.float32, torch.float64]
 SEED = 0x1234_5678_9ABC
@@ -65,7 +67,7 @@ def test_same_seed_same_output_and_different_seeds_differ(device, generator):
 def test_mask_does_not_depend_on_block_size(block, warps, device, generator):
     x = random_input((3, 1000), torch.float32, device, generator)
     config = triton.Config({"BLOCK": block}, num_warps=warps)
-    y = seeded_dropout_forward(x, 0.5, SEED, config=config)
+    y = element_forward(x, 0.5, Stream(SCALAR, SEED, 0, None), config=config)
     assert torch.equal(kept(y), reference.keep_mask(x.shape, 0.5, SEED)), f"mask changed with BLOCK={block}"
 
 
@@ -102,9 +104,10 @@ def test_int64_index_path_gives_the_same_mask(monkeypatch, device, generator):
     # small tensor (the >2**31 tensor itself is exercised on the GPU in test_huge_tensor_tail).
     x = random_input((5, 40), torch.float32, device, generator)
     expected = reference.keep_mask(x.shape, 0.5, SEED)
-    monkeypatch.setattr(seeded, "INT32_LIMIT", 0)
+    monkeypatch.setattr(element, "INT32_LIMIT", 0)
     monkeypatch.setattr(variational, "INT32_LIMIT", 0)
-    variational._layout.cache_clear()  # layouts cached before the patch say "not wide"
+    monkeypatch.setattr(layout, "INT32_LIMIT", 0)
+    layout.shared_layout.cache_clear()  # layouts cached before the patch say "not wide"
     assert torch.equal(kept(seeded_dropout(x, 0.5, SEED)), expected)
     assert torch.equal(kept(seeded_dropout(x.t(), 0.5, SEED)), reference.keep_mask((40, 5), 0.5, SEED))
     assert torch.equal(
@@ -115,7 +118,7 @@ def test_int64_index_path_gives_the_same_mask(monkeypatch, device, generator):
         kept(variational.variational_dropout(x, 0.5, SEED, 1)),
         reference.variational_keep_mask(x.shape, 0.5, SEED, 1).expand(x.shape),
     )
-    variational._layout.cache_clear()  # nor may the patched layouts outlive the test
+    layout.shared_layout.cache_clear()  # nor may the patched layouts outlive the test
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: 2**31 + 4096 elements")
@@ -291,7 +294,7 @@ def test_inductor_compiles_a_model_using_the_kernels(generator):
 
 @pytest.mark.gpu
 def test_launches_with_the_kept_autotune_choice_keep_the_contract(generator):
-    """After the first call of a shape, kernels.launcher launches the autotuner's kept choice
+    """After the first call of a shape, kernels.runtime launches the autotuner's kept choice
     directly: new seeds, new p and unaligned views must still follow the reference bit-exactly."""
     base = random_input((4 * 1024 + 8,), torch.float16, "cuda", generator)
     for offset in (0, 0, 1, 1, 8, 8):  # 1: a view that is not 16-byte aligned
@@ -299,12 +302,12 @@ def test_launches_with_the_kept_autotune_choice_keep_the_contract(generator):
         for p, seed in [(0.5, SEED), (0.5, SEED + 1), (0.3, 2**40), (0.3, 5)]:
             expected = reference.keep_mask(x.shape, p, seed)
             assert torch.equal(kept(seeded_dropout(x, p, seed)), expected), f"offset {offset} p {p} seed {seed}"
-    assert any(key[0][1] == 4096 for key in seeded._rows._chosen), "no autotune choice was kept for 4096 elements"
+    assert any(key[0][1] == 4096 for key in element._rows._chosen), "no autotune choice was kept for 4096 elements"
 
 
 @pytest.mark.gpu
 def test_tensor_on_another_gpu_than_the_current_one(generator):
-    """Triton launches on the current device; the Launcher switches to the tensor's, as torch ops do."""
+    """Triton launches on the current device; the KernelLauncher switches to the tensor's, as torch ops do."""
     if torch.cuda.device_count() < 2:
         pytest.skip("needs 2 GPUs")
     x = random_input((3, 4096), torch.float32, "cuda:1", generator)

@@ -1,14 +1,14 @@
-"""kernels.launcher: the autotuner is asked once per autotune key, then its choice is launched directly.
+"""kernels.runtime: the autotuner is asked once per autotune key, then its choice is launched directly.
 
 Stand-ins for the kernel and the autotuner record which path each launch took; the real
-kernels go through the Launcher in every kernel test (on the GPU with the autotuner).
+kernels go through the KernelLauncher in every kernel test (on the GPU with the autotuner).
 """
 
 import pytest
 import torch
 import triton
 
-from dropbench.kernels.launcher import Launcher, latest_config
+from dropbench.kernels.runtime import KernelLauncher, latest_config
 
 CHOICE = triton.Config({"BLOCK": 64}, num_warps=4)
 
@@ -48,7 +48,7 @@ def launches():
 
 @pytest.fixture
 def launcher(launches):
-    return Launcher(FakeKernel(launches), FakeAutotuned(launches))
+    return KernelLauncher(FakeKernel(launches), FakeAutotuned(launches))
 
 
 def _launch(launcher, x, seed, n, config=None):
@@ -85,7 +85,7 @@ def test_a_given_config_is_launched_without_the_autotuner(launcher, launches):
 def test_without_a_config_the_cpu_takes_cpu_config_and_no_autotuner(launches):
     """Under the interpreter every call is slow Python: the launcher's fixed CPU config, never a tuning run."""
     cpu_config = triton.Config({"BLOCK": 256}, num_warps=4)
-    launcher = Launcher(FakeKernel(launches), FakeAutotuned(launches), cpu_config=cpu_config)
+    launcher = KernelLauncher(FakeKernel(launches), FakeAutotuned(launches), cpu_config=cpu_config)
     _launch(launcher, torch.zeros(256), 7, 256)
     assert [launch[0] for launch in launches] == ["kernel"]
     assert launcher.last_config is cpu_config
@@ -93,7 +93,7 @@ def test_without_a_config_the_cpu_takes_cpu_config_and_no_autotuner(launches):
 
 def test_latest_config_is_the_config_of_whichever_launcher_launched_last(launches):
     first, second = (triton.Config({"BLOCK": block}, num_warps=4) for block in (128, 256))
-    tiles, runs = Launcher(FakeKernel(launches)), Launcher(FakeKernel(launches))
+    tiles, runs = KernelLauncher(FakeKernel(launches)), KernelLauncher(FakeKernel(launches))
     assert latest_config(tiles, runs) is None, "no launch yet: no config"
     _launch(tiles, torch.zeros(256), 7, 256, config=first)
     _launch(runs, torch.zeros(256), 7, 256, config=second)

@@ -1,0 +1,342 @@
+"""Seeded element dropout: y = x * keep / (1 - p), with no mask kept for backward.
+
+keep(e) follows kernels.contract: word (s mod 4) of Philox4x32-10(key, s div 4) >= round(p * 2**32),
+s = offset + e, e the logical row-major index. Backward is the same kernel on the gradient
+with the same (key, offset), so autograd saves nothing of the input's size.
+
+Bytes moved per element: one read and one write of the dtype (2 x 2 bytes in fp16).
+Operations: one Philox call (10 rounds) per 4 elements, one compare, one multiply. Each
+program takes BLOCK consecutive elements as a [BLOCK/4, 4] tile: row i of the tile is the
+four words of one counter, so every random bit is used and the mask does not depend on BLOCK.
+
+Layouts: contiguous tensors and 2-D tensors whose rows are contiguous take the rows kernel;
+any other strides (transposes, permutes, up to 4 dims after merging) take a strided kernel
+that computes one Philox call per element (4x the arithmetic, still one read and one write).
+Tensors with more than 4 unmergeable dims are copied to contiguous first. A shard whose
+stream indices don't start a counter (offset or global_cols not a multiple of 4) also pays
+one Philox call per element. The output is always contiguous.
+"""
+
+import functools
+
+import torch
+import triton
+import triton.language as tl
+
+from dropbench.kernels.contract import (
+    TWO_POW_32,
+    Stream,
+    check_offset,
+    checked,
+    keep_threshold,
+    scale_bits,
+)
+from dropbench.kernels.layout import INT32_LIMIT, merge_dims
+from dropbench.kernels.rng import stream_advance
+from dropbench.kernels.runtime import KernelLauncher, autotune_bench, describe_config, launch
+from dropbench.kernels.stream import (
+    ROW_KEYS,
+    SCALAR,
+    SNAPSHOT,
+    STATE,
+    apply_keep,
+    element_words,
+    rows_tile,
+    rows_tile_words,
+    stream_advance as advance_on_device,
+    stream_origin,
+)
+
+
+@triton.jit(do_not_specialize=["key", "offset", "advance", "threshold", "scale_bits"])
+def _dropout_rows_kernel(
+    x_ptr, out_ptr, seeds_ptr, snapshot_ptr, key, offset, advance, threshold, scale_bits,
+    rows, cols, x_row_stride, out_row_stride, stream_row_len,
+    SOURCE: tl.constexpr, ALIGNED: tl.constexpr, WIDE_INDEX: tl.constexpr, BLOCK: tl.constexpr,
+):
+    """Rows of `cols` contiguous elements; stream index s = offset + row * stream_row_len + col."""
+    pid = tl.program_id(0)
+    if WIDE_INDEX:
+        pid = pid.to(tl.int64)
+        offset = offset.to(tl.int64)
+    row, col_start, cols_in_tile, in_bounds = rows_tile(pid, cols, BLOCK)
+    key, offset = stream_origin(seeds_ptr, key, offset, row, SOURCE)
+    word = rows_tile_words(key, offset + row * stream_row_len + col_start, cols_in_tile, col_start, ALIGNED, BLOCK)
+    x = tl.load(x_ptr + row * x_row_stride + cols_in_tile, mask=in_bounds)
+    tl.store(out_ptr + row * out_row_stride + cols_in_tile, apply_keep(x, word, threshold, scale_bits), mask=in_bounds)
+    advance_on_device(seeds_ptr, snapshot_ptr, advance, SOURCE)
+
+
+@triton.jit(do_not_specialize=["key", "offset", "advance", "threshold", "scale_bits"])
+def _dropout_strided_kernel(
+    x_ptr, out_ptr, seeds_ptr, snapshot_ptr, key, offset, advance, threshold, scale_bits, numel,
+    size1, size2, size3, stride0, stride1, stride2, stride3,
+    SOURCE: tl.constexpr, WIDE_INDEX: tl.constexpr, BLOCK: tl.constexpr,
+):
+    """Any 4-D strides: each element finds its own input offset and Philox word."""
+    pid = tl.program_id(0)
+    if WIDE_INDEX:
+        pid = pid.to(tl.int64)
+        offset = offset.to(tl.int64)
+    index = pid * BLOCK + tl.arange(0, BLOCK)
+    in_bounds = index < numel
+    rest = index
+    i3 = rest % size3
+    rest = rest // size3
+    i2 = rest % size2
+    rest = rest // size2
+    i1 = rest % size1
+    i0 = rest // size1
+    x_offsets = i0 * stride0 + i1 * stride1 + i2 * stride2 + i3 * stride3
+
+    key, offset = stream_origin(seeds_ptr, key, offset, 0, SOURCE)
+    word = element_words(key, offset + index)
+    x = tl.load(x_ptr + x_offsets, mask=in_bounds)
+    tl.store(out_ptr + index, apply_keep(x, word, threshold, scale_bits), mask=in_bounds)
+    advance_on_device(seeds_ptr, snapshot_ptr, advance, SOURCE)
+
+
+ROWS_CONFIGS = [
+    triton.Config({"BLOCK": block}, num_warps=warps)
+    for block in (1024, 2048, 4096, 8192)
+    for warps in (4, 8)
+]
+_ROWS_KEY = ["rows", "cols", "x_row_stride"]
+_dropout_rows_autotuned = triton.autotune(configs=ROWS_CONFIGS, key=_ROWS_KEY, do_bench=autotune_bench)(
+    _dropout_rows_kernel
+)
+# While tuning, every benchmarking launch would advance a state or drop out x again (in place):
+# the autotuner restores both between runs.
+_dropout_rows_restoring_autotuned = triton.autotune(
+    configs=ROWS_CONFIGS, key=_ROWS_KEY, restore_value=["out_ptr", "seeds_ptr"], do_bench=autotune_bench
+)(_dropout_rows_kernel)
+
+#: The strided kernel's launch on a GPU (it is the rare path, so not autotuned).
+STRIDED_CONFIG = triton.Config({"BLOCK": 1024}, num_warps=4)
+#: Under the CPU interpreter each program costs ~30 ms of Python, so few large blocks win.
+CPU_CONFIG = triton.Config({"BLOCK": 16384}, num_warps=4)
+
+_rows = KernelLauncher(_dropout_rows_kernel, _dropout_rows_autotuned, cpu_config=CPU_CONFIG)
+_rows_restoring = KernelLauncher(_dropout_rows_kernel, _dropout_rows_restoring_autotuned, cpu_config=CPU_CONFIG)
+_strided = KernelLauncher(_dropout_strided_kernel, cpu_config=CPU_CONFIG, gpu_config=STRIDED_CONFIG)
+
+
+def chosen_config() -> str:
+    """The config of the last launch of the rows kernel, the autotuner's choice on a GPU ('' before any)."""
+    return describe_config(_rows.last_config)
+
+
+def chosen_inplace_config() -> str:
+    """The config of the last in-place (or state-advancing) launch of the rows kernel ('' before any)."""
+    return describe_config(_rows_restoring.last_config)
+
+
+@functools.lru_cache(maxsize=256)
+def keep_constants(p: float) -> tuple[int, int]:
+    """(T(p), bits of 1 / (1 - p)) for 0 < p < 1: computed once per p, not per launch."""
+    return keep_threshold(p), scale_bits(p)
+
+
+def drops_everything(p: float) -> bool:
+    """p so close to 1 that T(p) = 2**32: no 32-bit word can be kept."""
+    return keep_threshold(p) >= TWO_POW_32
+
+
+def stream_args(stream: Stream, snapshot, numel: int, dummy: torch.Tensor) -> tuple:
+    """(seeds, snapshot, key, offset, advance) kernel arguments of a Stream over `numel` stream
+    indices; unused pointers get `dummy` (a None would turn them into constexprs)."""
+    seeds = stream.seeds if stream.seeds is not None else dummy
+    advance = stream_advance(numel) if stream.source == STATE else 0
+    return seeds, dummy if snapshot is None else snapshot, stream.key, stream.offset, advance
+
+
+def _run_rows(x, out, stream, snapshot, p, rows, cols, x_row_stride, out_row_stride, stream_row_len, config):
+    """The rows kernel over `rows` rows of `cols` contiguous elements (x and out may be flat tensors)."""
+    threshold, bits = keep_constants(p)
+    numel = rows * cols
+    stream_span = stream.offset + (rows - 1) * stream_row_len + cols
+    wide = numel + rows * abs(x_row_stride) > INT32_LIMIT or stream_span > INT32_LIMIT
+    aligned = stream.source == ROW_KEYS or (stream.offset % 4 == 0 and (rows == 1 or stream_row_len % 4 == 0))
+    args = (x, out, *stream_args(stream, snapshot, numel, x), threshold, bits,
+            rows, cols, x_row_stride, out_row_stride, stream_row_len)
+    launcher = _rows_restoring if out.data_ptr() == x.data_ptr() or stream.source == STATE else _rows
+    launcher(lambda meta: (rows * triton.cdiv(cols, meta["BLOCK"]),), args,
+             {"SOURCE": stream.source, "ALIGNED": aligned, "WIDE_INDEX": wide}, config)
+
+
+def _run_strided(x, out, stream, snapshot, p, config):
+    sizes, strides = merge_dims(x.shape, x.stride())
+    if len(sizes) > 4:
+        x = x.contiguous()  # rare (5+ dims that no stride merges): documented copy
+        sizes, strides = [x.numel()], [1]
+    sizes = [1] * (4 - len(sizes)) + sizes
+    strides = [0] * (4 - len(strides)) + strides
+    numel = x.numel()
+    span = sum((size - 1) * abs(stride) for size, stride in zip(sizes, strides))
+    wide = max(numel, span, stream.offset + numel) > INT32_LIMIT
+    threshold, bits = keep_constants(p)
+    _strided(lambda meta: (triton.cdiv(numel, meta["BLOCK"]),),
+             (x, out, *stream_args(stream, snapshot, numel, x), threshold, bits, numel, *sizes[1:], *strides),
+             {"SOURCE": stream.source, "WIDE_INDEX": wide}, config)
+
+
+def _writes_through(x: torch.Tensor, out: torch.Tensor, stream: Stream) -> bool:
+    """Whether the rows kernel can write into `out` directly: x takes it without a copy and out
+    has x's strides, so element e of x and of out sit at one offset (out may be x itself)."""
+    if out.shape != x.shape or out.dtype != x.dtype or out.stride() != x.stride():
+        return False
+    if x.is_contiguous():
+        return True
+    # Rows that do not overlap each other (stride(0) >= cols also rules out expanded rows).
+    rows_ok = x.dim() == 2 and x.stride(1) == 1 and x.stride(0) >= x.shape[1]
+    return rows_ok and (stream.source == ROW_KEYS or x.shape[1] % 4 == 0)
+
+
+def element_forward(x: torch.Tensor, p: float, stream: Stream, global_cols=None, snapshot=None,
+                    config=None, out=None) -> torch.Tensor:
+    """Launch the kernel for 0 < p < 1 (arguments already checked). Returns a new contiguous tensor.
+
+    global_cols: x is a block of a row-major (R, global_cols) tensor whose element (r, j)
+    has stream index offset + r * global_cols + j (column shards); x is read as
+    (numel / x.shape[-1], x.shape[-1]). snapshot: a 2-int64 tensor that a STATE stream
+    records its (key, offset) into. config (a triton.Config with BLOCK) forces one
+    launch configuration instead of autotuning. out (optional, x's shape and dtype; x
+    itself for in-place dropout) receives the result and is returned.
+    """
+    if out is not None and (global_cols is not None or not _writes_through(x, out, stream)):
+        return out.copy_(element_forward(x, p, stream, global_cols, snapshot, config))
+    if out is None:
+        out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+    if x.numel() == 0:
+        return out
+    if stream.source == ROW_KEYS:
+        if x.stride(1) != 1:
+            x = x.contiguous()  # per-row seeds with a non-unit column stride: documented copy
+        rows, cols = x.shape
+        _run_rows(x, out, stream, snapshot, p, rows, cols, x.stride(0), out.stride(0), 0, config)
+    elif global_cols is not None:
+        cols = x.shape[-1]
+        rows = x.numel() // cols
+        x = x.reshape(rows, cols)
+        if x.stride(-1) != 1:
+            x = x.contiguous()  # a shard must be read row by row: documented copy
+        _run_rows(x, out, stream, snapshot, p, rows, cols, x.stride(0), cols, global_cols, config)
+    elif x.is_contiguous():
+        numel = x.numel()  # one row of numel elements; x and out as they are (a view would cost host time)
+        _run_rows(x, out, stream, snapshot, p, 1, numel, numel, numel, 0, config)
+    elif x.dim() == 2 and x.stride(1) == 1 and x.shape[1] % 4 == 0:
+        rows, cols = x.shape
+        _run_rows(x, out, stream, snapshot, p, rows, cols, x.stride(0), out.stride(0), cols, config)
+    else:
+        _run_strided(x, out, stream, snapshot, p, config)
+    return out
+
+
+def _forward_state(x, p, offset, global_cols, state):
+    """A STATE launch: (output, the 2-int64 snapshot of the (key, offset) it read)."""
+    snapshot = torch.empty(2, dtype=torch.int64, device=x.device)
+    return element_forward(x, p, Stream(STATE, 0, offset, state), global_cols, snapshot), snapshot
+
+
+def _forward_seeded(x, p, source, key, offset, seeds, global_cols):
+    return element_forward(x, p, Stream(source, key, offset, seeds), global_cols)
+
+
+@torch.library.custom_op("dropbench::dropout", mutates_args=())
+def _dropout_op(x: torch.Tensor, p: float, source: int, key: int, offset: int, seeds: torch.Tensor | None,
+                global_cols: int | None) -> torch.Tensor:
+    return _forward_seeded(x, p, source, key, offset, seeds, global_cols)
+
+
+@_dropout_op.register_fake
+def _(x, p, source, key, offset, seeds, global_cols):
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+
+
+@torch.library.custom_op("dropbench::dropout_state", mutates_args=("state",))
+def _dropout_state_op(x: torch.Tensor, p: float, offset: int, global_cols: int | None,
+                      state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    return _forward_state(x, p, offset, global_cols, state)
+
+
+@_dropout_state_op.register_fake
+def _(x, p, offset, global_cols, state):
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device), torch.empty(2, dtype=torch.int64, device=x.device)
+
+
+def replay(grad: torch.Tensor, p: float, source: int, key: int, offset: int, seeds, global_cols) -> torch.Tensor:
+    """The forward's mask on `grad`. After a STATE forward, `seeds` is its snapshot [key, offset]."""
+    if source == STATE:
+        source = SNAPSHOT
+    return launch(_dropout_op, _forward_seeded, grad, p, source, key, offset, seeds, global_cols)
+
+
+class ElementDropoutFunction(torch.autograd.Function):
+    """Forward and backward are the same seeded kernel; autograd keeps a few ints and at most a key tensor.
+
+    Returns (y, snapshot): the [key, offset] a STATE call read (None otherwise), which backward replays.
+    """
+
+    @staticmethod
+    def forward(ctx, x, p, source, key, offset, seeds, global_cols):
+        ctx.p, ctx.source, ctx.key, ctx.offset, ctx.global_cols = p, source, key, offset, global_cols
+        if drops_everything(p):
+            return torch.zeros(x.shape, dtype=x.dtype, device=x.device), None
+        if source == STATE:
+            y, snapshot = launch(_dropout_state_op, _forward_state, x, p, offset, global_cols, seeds)
+            ctx.mark_non_differentiable(snapshot)
+            ctx.save_for_backward(snapshot)  # 16 bytes: the (key, offset) this call read
+            return y, snapshot
+        ctx.save_for_backward(seeds)  # None, a key or one int64 per row: never input-sized
+        return launch(_dropout_op, _forward_seeded, x, p, source, key, offset, seeds, global_cols), None
+
+    @staticmethod
+    def backward(ctx, grad_out, _grad_snapshot):
+        if drops_everything(ctx.p):  # forward saved nothing
+            return torch.zeros_like(grad_out), None, None, None, None, None, None
+        (seeds,) = ctx.saved_tensors
+        grad_in = replay(grad_out, ctx.p, ctx.source, ctx.key, ctx.offset, seeds, ctx.global_cols)
+        return grad_in, None, None, None, None, None, None
+
+
+def element_dropout(x, p, stream: Stream, global_cols=None, training=True):
+    """Element dropout after the argument checks: (output, snapshot or None)."""
+    if not training or p == 0.0:
+        return x, None
+    return ElementDropoutFunction.apply(x, p, *stream, global_cols)
+
+
+def check_global_cols(global_cols, x: torch.Tensor):
+    """None, or the row length of the whole tensor that x is a column block of."""
+    if global_cols is None:
+        return None
+    global_cols = check_offset(global_cols)
+    if x.dim() == 0 or global_cols < x.shape[-1]:
+        raise ValueError(f"global_cols must be >= x.shape[-1] ({x.shape[-1] if x.dim() else 'no dims'}), "
+                         f"got {global_cols}")
+    return global_cols
+
+
+def seeded_dropout(x: torch.Tensor, p: float, seed=None, training: bool = True, *, offset: int = 0,
+                   global_cols: int | None = None, state: torch.Tensor | None = None) -> torch.Tensor:
+    """Element dropout whose mask is a pure function of (key, offset, element index, p).
+
+    seed: an int in [0, 2**64 - 1]; a 0-d int64 tensor on x's device (the key, read when the
+    kernel runs: a CUDA graph sees its value at each replay); or a 1-D int64 tensor with one
+    key per row of a 2-D x (row r uses seed[r]; e counts within the row).
+    state: instead of seed, an RNG state (dropbench.kernels.new_state) that the call reads
+    and advances on the device: a fresh mask per call, also under CUDA graphs.
+    offset: the stream index of x's first element, for a shard of a larger tensor: a row
+    shard holding elements [k, k + n) of the whole passes offset=k and gets exactly that
+    slice of the whole tensor's mask. global_cols: for a column (or block) shard of a 2-D
+    (R, C) tensor, C; then offset = r0 * C + c0 for the block starting at (r0, c0).
+    p = 0 or training=False returns x itself; p = 1 returns zeros with zero gradients.
+    """
+    p, stream = checked(x, p, seed, offset, state)
+    global_cols = check_global_cols(global_cols, x)
+    if stream.source == ROW_KEYS and global_cols is not None:
+        raise TypeError("per-row seeds and global_cols don't combine: e already counts within each row")
+    if stream.source == STATE and (offset or global_cols is not None):
+        raise TypeError("offset and global_cols (shards) take a seed, not state: every shard of one call "
+                        "must read the same stream, and a state advances per call")
+    return element_dropout(x, p, stream, global_cols, training)[0]

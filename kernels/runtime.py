@@ -1,0 +1,176 @@
+"""How the seeded kernels are launched: with the autotuner's kept choice, through the compiled
+kernel's own launcher, and as a custom op only while torch.compile traces.
+
+Why: a small dropout is ~5 us of GPU work, and the drop-in must cost no more host time
+per call than nn.Dropout (~12-18 us with autograd). Triton's `kernel[grid](...)` binds
+and specializes every argument and looks the kernel up on each call (~11 us on an H200
+host); the autotuner adds ~10 us more. So:
+
+- A KernelLauncher asks the autotuner once per autotune key, keeps its choice, and then
+  launches that config itself (the mask never depends on the config, only the speed).
+- After the first launch of a specialization it keeps the CompiledKernel and calls its
+  C launcher directly (`compiled.run(...)`), as inductor does for its static launches.
+  Its cache key has everything Triton specializes on: each tensor's dtype and 16-byte
+  alignment, and for each int whether it is 1, a multiple of 16, and 32- or 64-bit.
+  Launch hooks (profilers), the CPU interpreter, or DROPBENCH_TRITON_JIT_LAUNCH=1 take
+  Triton's own path instead.
+- `launch(op, impl, *args)`: torch.compile traces the torch.library custom op (no graph
+  break); eager calls skip the op's dispatcher (~10 us) and run the same impl directly.
+"""
+
+from __future__ import annotations
+
+import itertools
+import operator
+import os
+from collections.abc import Callable
+
+import torch
+
+Grid = Callable[[dict], tuple]
+
+#: Milliseconds of warm-up and of timed repeats per config when the autotuner chooses (Triton's
+#: defaults are 25 and 100). The configs differ by more than the noise of 20 ms of repeats, and
+#: tuning a new shape drops from ~1-2 s to a fraction: the default sweep tunes ~100 shapes.
+AUTOTUNE_WARMUP_MS, AUTOTUNE_REP_MS = 5, 20
+INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1
+
+
+def autotune_bench(kernel_call, quantiles):
+    """The autotuner's timer: triton.testing.do_bench (L2 flushed) on a shorter budget."""
+    import triton.testing
+
+    return triton.testing.do_bench(kernel_call, warmup=AUTOTUNE_WARMUP_MS, rep=AUTOTUNE_REP_MS, quantiles=quantiles)
+
+
+def launch(custom_op, impl, *args):
+    """custom_op(*args) while torch.compile traces, impl(*args) otherwise (same result)."""
+    if torch.compiler.is_compiling():
+        return custom_op(*args)
+    return impl(*args)
+
+
+def _jit_launch_forced() -> bool:
+    return os.environ.get("DROPBENCH_TRITON_JIT_LAUNCH", "0") == "1"
+
+
+def _hooks_set() -> bool:
+    """Whether a profiler asked Triton for launch hooks, which only Triton's own path calls.
+
+    Triton keeps them in HookChains (never None): a chain with no calls is no hook.
+    """
+    return bool(_hook_calls(_KNOBS.launch_enter_hook) or _hook_calls(_KNOBS.launch_exit_hook))
+
+
+def _hook_calls(hook):
+    return getattr(hook, "calls", hook)
+
+
+try:
+    from triton import knobs as _triton_knobs
+
+    _KNOBS = _triton_knobs.runtime
+except ImportError:  # an older Triton without knobs: no hooks to honour
+    _KNOBS = type("NoKnobs", (), {"launch_enter_hook": None, "launch_exit_hook": None})
+
+
+def _specialization(args: tuple, unspecialized: frozenset) -> tuple:
+    """What Triton specializes a kernel on, for the runtime args (see the module docstring)."""
+    key = []
+    for index, arg in enumerate(args):
+        if isinstance(arg, torch.Tensor):
+            key.append((arg.dtype, arg.data_ptr() % 16 == 0))
+        elif isinstance(arg, bool) or not isinstance(arg, int):
+            key.append(type(arg))
+        elif index in unspecialized:
+            key.append(INT32_MIN <= arg <= INT32_MAX)
+        else:
+            key.append((arg == 1, arg % 16 == 0, INT32_MIN <= arg <= INT32_MAX))
+    return tuple(key)
+
+
+class KernelLauncher:
+    """Launches one @triton.jit `kernel` with a given config or, when none is given: on the CPU
+    (the interpreter) with `cpu_config`; on a GPU with `gpu_config`, or else with the choice of
+    `autotuned` (a triton.autotune over the same kernel), asked once per autotune key.
+
+    `last_config` is the config of the latest launch; `last_launch` orders launches across launchers.
+    The kernel's constexpr parameters must come after all its runtime parameters.
+    """
+
+    _launches = itertools.count(1)
+
+    def __init__(self, kernel, autotuned=None, *, cpu_config=None, gpu_config=None):
+        self.kernel, self.autotuned = kernel, autotuned
+        self.cpu_config, self.gpu_config = cpu_config, gpu_config
+        # The autotuner's key arguments; with x's dtype (args[0]) they make our key.
+        self.key_of = operator.itemgetter(*[autotuned.arg_names.index(name) for name in autotuned.keys]) \
+            if autotuned else None
+        self.last_config, self.last_launch = None, 0
+        self._chosen: dict[tuple, object] = {}
+        self._compiled: dict[tuple, tuple] = {}
+        params = getattr(kernel, "params", [])  # the CPU interpreter's kernels have none: it never takes the C path
+        self._constexpr_names = [param.name for param in params if param.is_constexpr]
+        self._runtime_count = len(params) - len(self._constexpr_names)
+        if any(param.is_constexpr for param in params[: self._runtime_count]):
+            raise TypeError(f"{kernel.__name__}: constexpr parameters must come after the runtime ones")
+        self._unspecialized = frozenset(index for index, param in enumerate(params) if param.do_not_specialize)
+        self._several_gpus = None
+
+    def __call__(self, grid: Grid, args: tuple, constexprs: dict, config=None) -> None:
+        """kernel[grid(meta)](*args, **constexprs, **meta), meta = config or the default (see the class).
+
+        args[0] must be a tensor: its dtype is part of the key, and its device is where the kernel runs.
+        """
+        device_index = args[0].get_device()  # -1 on the CPU
+        if config is None:
+            config = self.cpu_config if device_index < 0 else self.gpu_config
+        if self._several_gpus is None:
+            self._several_gpus = torch.cuda.is_available() and torch.cuda.device_count() > 1
+        if self._several_gpus and device_index >= 0 and device_index != torch.cuda.current_device():
+            # Triton launches on the current device; torch ops follow their tensors, and so do we.
+            with torch.cuda.device(device_index):
+                self._launch(grid, args, constexprs, config, device_index)
+        else:
+            self._launch(grid, args, constexprs, config, device_index)
+
+    def _launch(self, grid, args, constexprs, config, device_index) -> None:
+        self.last_launch = next(KernelLauncher._launches)
+        if config is None:
+            key = (self.key_of(args), args[0].dtype)
+            config = self._chosen.get(key)
+            if config is None:
+                self.autotuned[grid](*args, **constexprs)  # benchmarks the configs the first time
+                self._chosen[key] = self.last_config = self.autotuned.best_config
+                return
+        self.last_config = config
+        meta = config.kwargs
+        if device_index < 0:
+            self.kernel[grid(meta)](*args, **constexprs, **config.all_kwargs())
+            return
+        # The cache holds `config` itself, so its id stays unique while the entry lives.
+        key = (id(config), tuple(constexprs.values()), _specialization(args, self._unspecialized))
+        compiled = self._compiled.get(key)
+        if compiled is not None and not (_jit_launch_forced() or _hooks_set()):
+            run, function, packed_metadata, constexpr_values, _ = compiled
+            stream = torch._C._cuda_getCurrentRawStream(device_index)
+            run(grid(meta)[0], 1, 1, stream, function, packed_metadata, None, None, None, *args, *constexpr_values)
+            return
+        kernel = self.kernel[grid(meta)](*args, **constexprs, **config.all_kwargs())
+        if compiled is None and hasattr(kernel, "packed_metadata"):
+            values = {**constexprs, **meta}
+            constexpr_values = tuple(values[name] for name in self._constexpr_names)
+            self._compiled[key] = (kernel.run, kernel.function, kernel.packed_metadata, constexpr_values, config)
+
+
+def latest_config(*launchers: KernelLauncher):
+    """The config of whichever of `launchers` launched last (None before any launch)."""
+    return max(launchers, key=lambda launcher: launcher.last_launch).last_config
+
+
+def describe_config(config) -> str:
+    """A triton.Config as 'BLOCK=4096 num_warps=8', for the results CSV."""
+    if config is None:
+        return ""
+    parts = [f"{name}={value}" for name, value in sorted(config.kwargs.items())]
+    return " ".join(parts + [f"num_warps={config.num_warps}"])

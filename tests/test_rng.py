@@ -1,0 +1,173 @@
+"""The device RNG state, key tensors, offsets for shards, and compiled graphs and CUDA graphs that
+draw a fresh mask per call; each mask checked against kernels.reference from its recorded state."""
+
+import pytest
+import torch
+from helpers import random_input
+from test_element import kept
+
+from dropbench.kernels import (
+    SeededDropout,
+    VariationalDropout,
+    alpha_dropout,
+    dropout2d,
+    new_state,
+    reference,
+    reset_state,
+    seeded_dropout,
+    variational_dropout,
+)
+
+SEED = 0x5EED_0F_D20B
+
+
+def test_state_calls_follow_the_reference_and_advance_by_the_stream_length(device, generator):
+    state = new_state(SEED, device)
+    x = random_input((6, 30), torch.float32, device, generator)  # 180 elements: advances 180
+    odd = random_input((7,), torch.float32, device, generator)  # 7 elements: advances 8, a whole counter
+    first = seeded_dropout(x, 0.5, state=state)
+    second = seeded_dropout(odd, 0.5, state=state)
+    third = seeded_dropout(x, 0.5, state=state)
+    assert torch.equal(kept(first), reference.keep_mask(x.shape, 0.5, SEED, 0))
+    assert torch.equal(kept(second), reference.keep_mask(odd.shape, 0.5, SEED, 180))
+    assert torch.equal(kept(third), reference.keep_mask(x.shape, 0.5, SEED, 188))
+    assert state.tolist() == [SEED, 368, 0, 0], f"state after three calls: {state.tolist()}"
+
+
+def test_variational_state_advances_by_the_mask_length(device, generator):
+    state = new_state(SEED, device)
+    x = random_input((4, 9, 10), torch.float32, device, generator)  # mask (4, 1, 10): 40 stream indices
+    variational_dropout(x, 0.5, dim=1, state=state)
+    y = variational_dropout(x, 0.5, dim=1, state=state)
+    expected = reference.variational_keep_mask(x.shape, 0.5, SEED, 1, offset=40).expand(x.shape)
+    assert torch.equal(kept(y), expected)
+
+
+def test_a_key_tensor_is_read_on_the_device(device, generator):
+    key = torch.tensor(SEED, dtype=torch.int64, device=device)
+    x = random_input((5, 24), torch.float32, device, generator)
+    assert torch.equal(kept(seeded_dropout(x, 0.3, key)), reference.keep_mask(x.shape, 0.3, SEED))
+    key.add_(1)  # what a training loop would do between CUDA-graph replays
+    assert torch.equal(kept(seeded_dropout(x, 0.3, key)), reference.keep_mask(x.shape, 0.3, SEED + 1))
+
+
+def test_row_shards_reproduce_the_whole_tensors_mask(device, generator):
+    whole = random_input((8, 36), torch.float32, device, generator)
+    expected = seeded_dropout(whole, 0.5, SEED)
+    for start, stop in [(0, 3), (3, 8), (5, 6)]:
+        shard = seeded_dropout(whole[start:stop], 0.5, SEED, offset=start * 36)
+        assert torch.equal(shard, expected[start:stop]), f"rows {start}:{stop}"
+
+
+@pytest.mark.parametrize("start, stop", [(0, 12), (12, 36), (5, 23)])  # 5: not a whole counter
+def test_column_shards_reproduce_the_whole_tensors_mask(start, stop, device, generator):
+    whole = random_input((8, 36), torch.float32, device, generator)
+    expected = seeded_dropout(whole, 0.5, SEED)
+    shard = seeded_dropout(whole[:, start:stop], 0.5, SEED, offset=start, global_cols=36)
+    assert torch.equal(shard, expected[:, start:stop]), f"columns {start}:{stop}"
+    block = seeded_dropout(whole[2:6, start:stop], 0.5, SEED, offset=2 * 36 + start, global_cols=36)
+    assert torch.equal(block, expected[2:6, start:stop]), f"block rows 2:6, columns {start}:{stop}"
+
+
+def test_shard_gradients_replay_the_shards_mask(device, generator):
+    whole = random_input((4, 20), torch.float32, device, generator)
+    shard = whole[:, 8:20].clone().requires_grad_(True)
+    seeded_dropout(shard, 0.5, SEED, offset=8, global_cols=20).sum().backward()
+    assert torch.equal(kept(shard.grad), reference.keep_mask((4, 20), 0.5, SEED)[:, 8:20])
+
+
+def test_other_ops_take_offset_and_state(device, generator):
+    x = random_input((16, 40), torch.float64, device, generator)
+    torch.testing.assert_close(alpha_dropout(x, 0.5, SEED, offset=64).cpu(), reference.alpha_dropout(x, 0.5, SEED, 64))
+    state = new_state(SEED, device)
+    maps = random_input((2, 3, 5, 5), torch.float32, device, generator)
+    dropout2d(maps, 0.5, state=state)
+    assert state[1].item() == 8, "a (2, 3) channel mask is 6 stream indices, rounded up to 8"
+
+
+def test_reset_state_replays_a_run(device, generator):
+    x = random_input((4, 16), torch.float32, device, generator)
+    state = new_state(SEED, device)
+    first = seeded_dropout(x, 0.5, state=state)
+    reset_state(state, SEED)
+    assert torch.equal(seeded_dropout(x, 0.5, state=state), first)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        reset_state(state, SEED, offset=6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, words",
+    [
+        ({"seed": 1, "state": "make"}, TypeError, "either seed or state"),
+        ({"state": torch.zeros(3, dtype=torch.int64)}, TypeError, "state must be an int64 tensor of shape"),
+        ({"seed": 1, "offset": -1}, ValueError, "offset must be in"),
+        ({"seed": 1, "offset": 1.5}, TypeError, "offset must be an int"),
+        ({"state": "make", "offset": 4}, TypeError, "take a seed, not state"),
+        ({"seed": 1, "global_cols": 3}, ValueError, "global_cols must be >="),
+        ({"seed": torch.tensor(1, dtype=torch.int32)}, TypeError, "0-d tensor must be int64"),
+        ({}, TypeError, "seed is required"),
+    ],
+)
+def test_bad_stream_arguments_are_named(kwargs, error, words, device):
+    x = torch.ones(4, 8, device=device)
+    if kwargs.get("state") == "make":
+        kwargs["state"] = new_state(1, device)
+    with pytest.raises(error, match=words):
+        seeded_dropout(x, 0.5, **kwargs)
+
+
+def _explain(fn, *args):
+    torch._dynamo.reset()
+    return torch._dynamo.explain(fn)(*args)
+
+
+@pytest.mark.parametrize("make", [lambda: SeededDropout(0.1), lambda: VariationalDropout(0.1, dim=1)],
+                         ids=["seeded", "variational"])
+def test_modules_compile_fullgraph_and_draw_fresh_masks(make, device, generator):
+    model = torch.nn.Sequential(torch.nn.Linear(16, 16), make(), torch.nn.GELU()).to(device).train()
+    x = random_input((4, 8, 16), torch.float32, device, generator)
+    explanation = _explain(model, x)
+    assert explanation.graph_break_count == 0, explanation.break_reasons
+    torch._dynamo.reset()
+    compiled = torch.compile(model, fullgraph=True, backend="aot_eager")
+    first, second = compiled(x), compiled(x)
+    assert not torch.equal(first, second), "a compiled module must draw a fresh mask per call"
+    key, offset = model[1].last_state.tolist()
+    assert offset > 0, "the compiled graph must advance the module's state"
+    first.sum().backward()  # backward of a compiled graph replays its snapshot
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("mode", [None, "reduce-overhead"])
+def test_inductor_compiles_modules_with_fresh_masks(mode, generator):
+    torch._dynamo.reset()
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), SeededDropout(0.5), torch.nn.Linear(64, 64),
+                                VariationalDropout(0.5, dim=1)).cuda().train()
+    compiled = torch.compile(model, fullgraph=True, mode=mode)
+    x = random_input((4, 8, 64), torch.float32, "cuda", generator)
+    outputs = []
+    for _ in range(4):
+        torch.compiler.cudagraph_mark_step_begin()  # a new training step: earlier outputs may be overwritten
+        out = compiled(x)
+        out.sum().backward()
+        outputs.append(out.detach().clone())
+    assert all(not torch.equal(a, b) for a, b in zip(outputs, outputs[1:])), "replays reused a mask"
+
+
+@pytest.mark.gpu
+def test_cuda_graph_replays_draw_fresh_masks_matching_their_recorded_state(generator):
+    module = SeededDropout(0.5).cuda().train()
+    x = random_input((32, 1024), torch.float16, "cuda", generator)
+    for _ in range(2):  # warm up (autotuning, compilation) outside the capture
+        module(x)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        y = module(x)
+    seen = []
+    for _ in range(3):
+        graph.replay()
+        torch.cuda.synchronize()
+        key, offset = module.last_state.tolist()
+        assert torch.equal(kept(y), reference.keep_mask(x.shape, 0.5, key, offset)), f"replay at offset {offset}"
+        seen.append(offset)
+    assert len(set(seen)) == 3, f"replays reused a mask: offsets {seen}"
