@@ -5,6 +5,7 @@ from pathlib import Path
 
 import pytest
 from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
 
 from dropbench.bench import families, plan, registry, schema
 
@@ -38,8 +39,20 @@ def test_default_is_the_design_sweep():
     assert list(cfg.p) == [0.5]
     assert cfg.variational_dim == 0, "the variational mask should be shared along rows by default"
     assert cfg.device.name == "auto"
-    assert cfg.results.path is None
     assert list(cfg.timing.quantiles) == [0.5, 0.2, 0.8]
+
+
+def test_default_results_path_is_in_hydras_run_directory(tmp_path):
+    with initialize_config_dir(config_dir=str(CONFIGS), version_base="1.3"):
+        cfg = compose(config_name="config", return_hydra_config=True)
+    cfg.hydra.runtime.output_dir = str(tmp_path)  # what Hydra sets when a job starts
+    HydraConfig.instance().set_config(cfg)
+    try:
+        path = cfg.results.path
+    finally:
+        HydraConfig.instance().cfg = None
+    assert path == f"{tmp_path}/results.csv", (
+        f"a default sweep should write into its own run directory (gitignored outputs/), got {path}")
 
 
 def test_default_plan_on_a_gpu_has_every_point_in_measuring_order():
