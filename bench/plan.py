@@ -138,6 +138,15 @@ def pairs(ops: list[str], backends: list[str]) -> list[tuple[str, str]]:
     return [(op, backend) for op in ops for backend in sorted(backends, key=lambda backend: backend != "eager")]
 
 
+def chosen_ops(cfg) -> list[str]:
+    return names(cfg.op.names, list(catalogue.OPS), "op.names", all_word=True)
+
+
+def chosen_pairs(cfg) -> list[tuple[str, str]]:
+    """The (op, backend) pairs of op.names x backend.names, in measuring order."""
+    return pairs(chosen_ops(cfg), names(cfg.backend.names, list(catalogue.BACKENDS), "backend.names", all_word=True))
+
+
 def timers_for(device: str, rows: int, timing) -> tuple[str, ...]:
     """cpu on the CPU; on a GPU do_bench from do_bench_min_rows up, cudagraph and host up to their max rows.
 
@@ -249,8 +258,8 @@ def expand(cfg, device: str) -> list[Point]:
         raise ConfigError(f"device={device}: allowed: {', '.join(DEVICES)}")
     dtypes = names(cfg.dtype.names, schema.DTYPES, "dtype.names")
     directions = names(cfg.direction.names, schema.DIRECTIONS, "direction.names")
-    ops = names(cfg.op.names, list(catalogue.OPS), "op.names", all_word=True)
-    chosen_pairs = pairs(ops, names(cfg.backend.names, list(catalogue.BACKENDS), "backend.names", all_word=True))
+    ops = chosen_ops(cfg)
+    op_backends = chosen_pairs(cfg)
     ps = drop_probabilities(cfg.p)
     dim = variational_dim(cfg.variational_dim)
     check_timing(cfg.timing)
@@ -265,7 +274,7 @@ def expand(cfg, device: str) -> list[Point]:
             timers = timers_for(device, rows, cfg.timing)
             points.append(copy_point(dtype, rows, cols, timers))
             for p in ps:
-                for op, backend in chosen_pairs:
+                for op, backend in op_backends:
                     op_dim = dim if catalogue.op(op).takes_dim else NO_DIM
                     for shape in shapes[op]:
                         if rows_cols(shape) == (rows, cols):

@@ -235,17 +235,9 @@ class Sweep:
                 self._write(point, direction, timer, "ok", timing=timing)
 
     def _copy_disagreement(self, point, timings: dict) -> str:
-        """Why the copy's device timers disagree beyond timing.copy_tolerance_pct, or '' where they agree
-        (or where the size is not bandwidth-bound: there do_bench measures the host too)."""
-        device_ms = {timer: timing.median for (_, timer), timing in timings.items() if timer in DEVICE_TIMERS}
-        if len(device_ms) < 2 or not self._bandwidth_bound(point):
-            return ""
-        fastest, slowest = min(device_ms.values()), max(device_ms.values())
-        if slowest <= fastest * (1 + float(self.cfg.timing.copy_tolerance_pct) / 100):
-            return ""
-        rates = ", ".join(f"{timer} {2 * point.numel * DTYPE_BYTES[point.dtype] / (ms * 1e-3) / 1e9:.0f} GB/s"
-                          for timer, ms in device_ms.items())
-        return f"copy timers disagree by more than timing.copy_tolerance_pct={self.cfg.timing.copy_tolerance_pct}: {rates}"
+        medians = {timer: timing.median for (_, timer), timing in timings.items()}
+        timing = self.cfg.timing
+        return copy_disagreement(point, medians, float(timing.copy_tolerance_pct), int(timing.bandwidth_bound_bytes))
 
     def _retime_copy(self, point, timer: str):
         """The copy of point's (rows, cols) timed again with `timer`."""
@@ -316,6 +308,20 @@ class Sweep:
                 _free_memory(self.device)
                 self._write(point, direction, timer, *failed)
         return timings
+
+
+def copy_disagreement(point: plan.Point, medians: dict[str, float], tolerance_pct: float,
+                      bandwidth_bound_bytes: int) -> str:
+    """Why a copy's device timers (ms medians by timer) disagree beyond tolerance_pct, or '' where they
+    agree or the size is not bandwidth-bound (there do_bench measures the host too)."""
+    moved = 2 * point.numel * DTYPE_BYTES[point.dtype]
+    device_ms = {timer: ms for timer, ms in medians.items() if timer in DEVICE_TIMERS}
+    if len(device_ms) < 2 or moved < bandwidth_bound_bytes:
+        return ""
+    if max(device_ms.values()) <= min(device_ms.values()) * (1 + tolerance_pct / 100):
+        return ""
+    rates = ", ".join(f"{timer} {moved / (ms * 1e-3) / 1e9:.0f} GB/s" for timer, ms in device_ms.items())
+    return f"copy timers disagree by more than timing.copy_tolerance_pct={tolerance_pct:g}: {rates}"
 
 
 def results_path(cfg, device_name: str) -> Path:
