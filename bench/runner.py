@@ -98,6 +98,7 @@ class Sweep:
                    for row in out.rows if row["status"] == "ok" and row["ms_median"]}
         # Copies re-timed because an op read more than max_pct_of_copy of them: key -> (row's ms, re-timed ms).
         self.retimed: dict[tuple, tuple[float, float]] = {}
+        self.suspect_copies: set[tuple] = set()  # copy keys written as suspect_copy by this run
 
     # -- rows ------------------------------------------------------------------------------
 
@@ -133,6 +134,8 @@ class Sweep:
         # A copy depends only on numel: every shape of these rows and cols reads the same one.
         copy_key = plan.copy_key(point.dtype, point.rows, point.cols, timer)
         copy_ms = self.ms.get(copy_key)
+        if copy_key in self.suspect_copies:
+            return None, f"{SUSPECT_COPY}: the copy's timers disagree (see its row); no pct_of_copy"
         if not copy_ms:
             return None, ""
         pct = 100 * copy_ms / ms_per_pass
@@ -231,6 +234,7 @@ class Sweep:
             if problem:
                 self._write(point, direction, timer, SUSPECT_COPY, problem, timing=timing)
                 self.ms.pop(point.key(direction, timer))  # no op row is read against it
+                self.suspect_copies.add(point.key(direction, timer))
             else:
                 self._write(point, direction, timer, "ok", timing=timing)
 

@@ -27,6 +27,7 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from dropbench.bench import gpu_slots, plan
+from dropbench.bench.results import ResultsError
 
 log = logging.getLogger(__name__)
 
@@ -126,8 +127,6 @@ def check_results_path(cfg: DictConfig) -> None:
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="config")
 def app(cfg: DictConfig) -> None:
-    from dropbench.bench.results import ResultsError
-
     try:
         _claim_and_run(cfg)
     except (plan.ConfigError, ResultsError) as exc:

@@ -477,6 +477,7 @@ def test_a_copy_whose_timers_keep_disagreeing_is_retimed_then_marked(tmp_path, f
     ops = [row for row in rows if row["op"] == "dropout"]
     assert ops and all(row["status"] == "ok" and row["pct_of_copy"] == "" for row in ops), \
         "no op row should be read against a suspect copy"
+    assert all("suspect_copy: the copy's timers disagree" in row["error"] for row in ops if row["timer"] == "cpu")
 
 
 def test_an_op_reading_more_than_its_copy_retimes_it_once_then_flags_the_row(tmp_path, fast_compile, monkeypatch):
