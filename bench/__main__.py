@@ -1,4 +1,4 @@
-"""`python -m bench ...`: the same as `dropbench-sweep ...`."""
+"""`python -m dropbench.bench ...`: the same as `dropbench-sweep ...`."""
 
 from dropbench.bench.sweep import main
 

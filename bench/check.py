@@ -1,8 +1,8 @@
 """The correctness gate: is an implementation really the dropout it claims to be, before anything of it is timed?
 
-What is checked follows the op's family (bench.families):
-- The keep mask. Seeded backends (the Triton kernels) must match kernels.reference
-  bit-exactly. Eager and compile draw their own masks, so theirs is checked
+What is checked follows the op's catalogue row (bench.catalogue):
+- The keep mask. Bit-exact backends (the Triton kernels) must match kernels.reference
+  bit for bit. Eager and compile draw their own masks, so theirs is checked
   statistically (bench.mask_stats). Element ops: one decision per element.
   Variational: the mask is identical along `dim`, and its elements pass the statistics.
   Channel ops: the mask is identical across the spatial positions of each (n, c), and
@@ -30,7 +30,8 @@ from dataclasses import dataclass
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from dropbench.bench import families
+from dropbench.bench import catalogue
+from dropbench.bench.catalogue import CHANNEL, VARIATIONAL
 from dropbench.bench.layouts import MAX_ABS, check_shape, layouts_for, make_leaf, random_nonzero
 from dropbench.bench.mask_stats import mask_problem
 from dropbench.kernels import reference
@@ -76,8 +77,8 @@ class ValueMap:
         return (y.double() - self.dropped).abs() > self.margin
 
 
-def forward_map(family: families.Family, p: float) -> ValueMap:
-    if family.alpha and p < 1.0:
+def forward_map(kind: catalogue.Op, p: float) -> ValueMap:
+    if kind.alpha and p < 1.0:
         a, b = reference.alpha_affine(p)
         # The nearest a kept x * A + B comes to the dropped A * a' + B is A * (|a'| - MAX_ABS).
         margin = a * (abs(reference.ALPHA_PRIME) - MAX_ABS) / 2
@@ -85,10 +86,10 @@ def forward_map(family: families.Family, p: float) -> ValueMap:
     return ValueMap(1.0 / (1.0 - p) if p < 1.0 else 0.0, 0.0, 0.0, 0.0, "x / (1 - p)", "0")
 
 
-def backward_map(family: families.Family, p: float) -> ValueMap:
+def backward_map(kind: catalogue.Op, p: float) -> ValueMap:
     """The gradient for grad_out = 1: the forward's scale where kept, 0 where dropped."""
-    scale = forward_map(family, p).scale
-    return ValueMap(scale, 0.0, 0.0, 0.0, "A" if family.alpha else "1 / (1 - p)", "0")
+    scale = forward_map(kind, p).scale
+    return ValueMap(scale, 0.0, 0.0, 0.0, "A" if kind.alpha else "1 / (1 - p)", "0")
 
 
 def check(impl, dtype: str, p: float, device: str, seed: int, dim: int,
@@ -97,63 +98,63 @@ def check(impl, dtype: str, p: float, device: str, seed: int, dim: int,
 
     Exceptions other than a failed check (a crash, an OOM) propagate to the caller.
     """
-    family = families.of(impl.op)
+    kind = catalogue.op(impl.op)
     torch_dtype = TORCH_DTYPES[dtype]
-    shape = check_shape(family.mask, numel, dim, family.rank)
-    args = (impl, family, shape, torch_dtype, p, device, seed, dim, sigmas)
+    shape = check_shape(kind.mask, numel, dim, kind.rank)
+    args = (impl, kind, shape, torch_dtype, p, device, seed, dim, sigmas)
     try:
         for layout in layouts_for(len(shape)):
             _check_layout(*args, layout)
-        if family.inplace:
+        if kind.inplace:
             _check_in_place_without_grad(*args)
             if p > 0.0:  # at p = 0 nothing is written, and PyTorch returns x untouched without an error
                 _check_refuses_a_leaf(impl, shape, torch_dtype, p, device, seed, dim)
         else:
-            _check_checkpointed(impl, family, shape, torch_dtype, p, device, seed, dim)
+            _check_checkpointed(impl, kind, shape, torch_dtype, p, device, seed, dim)
     except Incorrect as problem:
         return Verdict("incorrect", str(problem))
     return Verdict("ok")
 
 
-def _check_layout(impl, family, shape, dtype, p, device, seed, dim, sigmas, layout) -> None:
+def _check_layout(impl, kind, shape, dtype, p, device, seed, dim, sigmas, layout) -> None:
     leaf, view = make_leaf(shape, dtype, device, layout)
-    x = view(leaf.clone()) if family.inplace else view(leaf)
+    x = view(leaf.clone()) if kind.inplace else view(leaf)
     x_values = x.detach().to("cpu", copy=True)  # an in-place op overwrites x
     y = impl(x, p, seed, dim)
     if tuple(y.shape) != tuple(x.shape) or y.dtype != x.dtype:
         raise Incorrect(f"{layout} input: output is {tuple(y.shape)} {y.dtype}, expected {tuple(x.shape)} {x.dtype}")
-    if family.inplace:
+    if kind.inplace:
         _check_wrote_into_input(x, y, layout)
     (grad,) = torch.autograd.grad(y, leaf, torch.ones_like(y))
     grad = view(grad).detach().cpu()
     y = y.detach().cpu()
 
-    forward = forward_map(family, p)
+    forward = forward_map(kind, p)
     keep = forward.keep(y)
     if forward.margin:
         # Alpha: keep is read off the values, so a wrong A or B shows as wrong values first.
         _check_values(x_values, y, keep, forward, p, "forward", layout)
-        _check_mask(keep, impl, family, shape, p, seed, dim, sigmas, layout)
+        _check_mask(keep, impl, kind, shape, p, seed, dim, sigmas, layout)
     else:
-        _check_mask(keep, impl, family, shape, p, seed, dim, sigmas, layout)
+        _check_mask(keep, impl, kind, shape, p, seed, dim, sigmas, layout)
         _check_values(x_values, y, keep, forward, p, "forward", layout)
-    differ = int((backward_map(family, p).keep(grad) != keep).sum())
+    differ = int((backward_map(kind, p).keep(grad) != keep).sum())
     if differ:
         raise Incorrect(f"{layout} input: backward does not use the forward's mask ({differ} elements differ)")
-    _check_values(torch.ones(shape, dtype=torch.float64), grad, keep, backward_map(family, p), p, "backward", layout)
+    _check_values(torch.ones(shape, dtype=torch.float64), grad, keep, backward_map(kind, p), p, "backward", layout)
 
 
-def _check_mask(keep, impl, family, shape, p, seed, dim, sigmas, layout) -> None:
-    if family.mask == families.CHANNEL:
+def _check_mask(keep, impl, kind, shape, p, seed, dim, sigmas, layout) -> None:
+    if kind.mask == CHANNEL:
         keep = _channel_mask(keep, layout)
-    if impl.seeded:
-        _check_reference_mask(keep, family, shape, p, seed, dim, layout)
-    elif family.mask == families.VARIATIONAL:
+    if impl.bit_exact:
+        _check_reference_mask(keep, kind, shape, p, seed, dim, layout)
+    elif kind.mask == VARIATIONAL:
         _check_variational_mask(keep, p, dim, sigmas, layout)
     else:
         problem = mask_problem(keep, p, sigmas)
         if problem:
-            what = "channel mask" if family.mask == families.CHANNEL else "mask"
+            what = "channel mask" if kind.mask == CHANNEL else "mask"
             raise Incorrect(f"{layout} input: {what}: {problem}")
 
 
@@ -168,11 +169,11 @@ def _channel_mask(keep: torch.Tensor, layout: str) -> torch.Tensor:
     return first.squeeze(-1)
 
 
-def _check_reference_mask(keep, family, shape, p, seed, dim, layout) -> None:
+def _check_reference_mask(keep, kind, shape, p, seed, dim, layout) -> None:
     """keep (the (N, C) channel mask for channel ops) against kernels.reference, bit for bit."""
-    if family.mask == families.VARIATIONAL:
+    if kind.mask == VARIATIONAL:
         expected = reference.variational_keep_mask(shape, p, seed, dim).expand(shape)
-    elif family.mask == families.CHANNEL:
+    elif kind.mask == CHANNEL:
         expected = reference.channel_keep_mask(shape, p, seed).reshape(keep.shape)
     else:
         expected = reference.keep_mask(shape, p, seed)
@@ -218,16 +219,16 @@ def _check_wrote_into_input(x: torch.Tensor, y: torch.Tensor, layout: str) -> No
         raise Incorrect(f"{layout} input: an in-place op returned a new tensor instead of writing into its input")
 
 
-def _check_in_place_without_grad(impl, family, shape, dtype, p, device, seed, dim, sigmas) -> None:
+def _check_in_place_without_grad(impl, kind, shape, dtype, p, device, seed, dim, sigmas) -> None:
     """With grad mode off (inference, or the timed fwd), the op still writes into its input."""
     with torch.no_grad():
         x = random_nonzero(shape, dtype, device)
         x_values = x.to("cpu", copy=True)
         y = impl(x, p, seed, dim)
     _check_wrote_into_input(x, y, "no-grad")
-    y, forward = y.cpu(), forward_map(family, p)
+    y, forward = y.cpu(), forward_map(kind, p)
     keep = forward.keep(y)
-    _check_mask(keep, impl, family, shape, p, seed, dim, sigmas, "no-grad")
+    _check_mask(keep, impl, kind, shape, p, seed, dim, sigmas, "no-grad")
     _check_values(x_values, y, keep, forward, p, "forward", "no-grad")
 
 
@@ -245,12 +246,12 @@ def _check_refuses_a_leaf(impl, shape, dtype, p, device, seed, dim) -> None:
                     "cannot differentiate a leaf that was overwritten")
 
 
-def _check_checkpointed(impl, family, shape, dtype, p, device, seed, dim) -> None:
+def _check_checkpointed(impl, kind, shape, dtype, p, device, seed, dim) -> None:
     """Backward through activation checkpointing recomputes the forward: the mask must not change."""
     x = random_nonzero(shape, dtype, device).requires_grad_()
     y = checkpoint(impl, x, p, seed, dim, use_reentrant=False)
     (grad,) = torch.autograd.grad(y, x, torch.ones_like(y))
-    differ = int((backward_map(family, p).keep(grad) != forward_map(family, p).keep(y.detach())).sum())
+    differ = int((backward_map(kind, p).keep(grad) != forward_map(kind, p).keep(y.detach())).sum())
     if differ:
         raise Incorrect(f"under activation checkpointing, backward uses a different mask than forward "
                         f"({differ} of {y.numel()} elements differ)")

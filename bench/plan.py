@@ -1,24 +1,38 @@
-"""Expand a composed sweep config into the ordered list of points to measure.
+"""Check a composed sweep config and expand it into the ordered list of points to measure.
 
 A point is one (op, backend, dtype, shape, p) with the directions and timers to
 measure there; each (direction, timer) of a point is one CSV row. Shapes: element
-dropout, alpha_dropout, dropout_inplace and variational take (rows, cols) for each
-of shape.rows; channel ops take the same elements as (N, C, spatial...) with N = rows
-and (C, spatial...) = shape.channel_dims[op], and also every shape.conv_shapes[op].
-The order matters: within a (dtype, rows, cols) the copy comes first and, per op,
-eager before the others, so pct_of_copy and speedup_vs_eager can be filled in
-as each row is written. A copy depends only on numel, so one (rows, cols) copy
-serves every shape with those rows and cols.
+ops and variational take (rows, cols) for each of shape.rows; channel ops take the
+same elements as (N, C, spatial...) with N = rows and (C, spatial...) =
+shape.channel_dims[op], and also every shape.conv_shapes[op]. The order matters:
+within a (dtype, rows, cols) the copy comes first and, per op, eager before the
+others, so pct_of_copy and speedup_vs_eager can be filled in as each row is written.
+A copy depends only on numel, so one (rows, cols) copy serves every shape with those
+rows and cols.
+
+Every mistake in the config is a ConfigError whose one-line message names the key and
+the values it allows. Nothing here imports torch, so `dropbench-sweep` checks a config
+in well under a second, before anything slow starts.
 """
 
+from __future__ import annotations
+
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from dropbench.bench import families, registry, schema
+from dropbench.bench import catalogue, results, schema
 
 #: The p recorded on copy rows. A copy drops nothing, and the key needs a number
 #: (bench.compare rejects an empty key), so one copy per (dtype, rows, cols, timer) serves every p.
 COPY_P = 0.0
+#: The variational_dim recorded on rows of ops without one (and on copy rows).
+NO_DIM = 0
+DEVICES = ("cuda", "cpu")
+
+
+class ConfigError(ValueError):
+    """A sweep config that cannot run; the message is one line naming the key and what it allows."""
 
 
 @dataclass(frozen=True)
@@ -30,6 +44,7 @@ class Point:
     p: float
     directions: tuple[str, ...]
     timers: tuple[str, ...]
+    variational_dim: int = NO_DIM  # the dim variational's mask is shared along (NO_DIM for other ops)
 
     @property
     def rows(self) -> int:
@@ -51,53 +66,94 @@ class Point:
     def shape_text(self) -> str:
         return schema.shape_text(self.shape)
 
+    def fields(self, direction: str, timer: str) -> dict:
+        """The columns that say what one of this point's rows measured (its key among them)."""
+        return {"op": self.op, "backend": self.backend, "dtype": self.dtype, "rows": self.rows, "cols": self.cols,
+                "shape": self.shape_text, "numel": self.numel, "p": float(self.p), "direction": direction,
+                "timer": timer, "variational_dim": self.variational_dim}
+
     def key(self, direction: str, timer: str) -> tuple:
-        """The CSV key (schema.KEY_COLUMNS order) of one of this point's rows."""
-        return (self.op, self.backend, self.dtype, self.rows, self.cols, self.shape_text, float(self.p),
-                direction, timer)
+        """The CSV key of one of this point's rows, as results.key_of reads it back from the file."""
+        return results.key_of(self.fields(direction, timer))
 
     def keys(self) -> list[tuple]:
         return [self.key(direction, timer) for timer in self.timers for direction in self.directions]
 
     def label(self) -> str:
-        return f"{self.op}/{self.backend} {self.dtype} {self.shape_text} p={self.p:g}"
+        dim = f" dim={self.variational_dim}" if catalogue.OPS.get(self.op) and catalogue.op(self.op).takes_dim else ""
+        return f"{self.op}/{self.backend} {self.dtype} {self.shape_text} p={self.p:g}{dim}"
+
+
+def copy_point(dtype: str, rows: int, cols: int, timers: tuple[str, ...]) -> Point:
+    """The copy every point of (dtype, rows, cols) is measured against."""
+    return Point(schema.COPY, schema.COPY, dtype, (rows, cols), COPY_P, ("fwd",), timers)
 
 
 def copy_key(dtype: str, rows: int, cols: int, timer: str) -> tuple:
-    """The key of the copy row that every point of (dtype, rows, cols) is measured against."""
-    return (schema.COPY, schema.COPY, dtype, rows, cols, schema.shape_text((rows, cols)), COPY_P, "fwd", timer)
+    return copy_point(dtype, rows, cols, (timer,)).key("fwd", timer)
 
 
-def _names(cfg_names, allowed: list[str], what: str) -> list[str]:
-    names = [str(name) for name in cfg_names]
-    unknown = [name for name in names if name not in allowed]
-    if unknown:
-        raise ValueError(f"unknown {what} {', '.join(unknown)}; known: {', '.join(allowed)}")
-    if not names:
-        raise ValueError(f"no {what} selected")
-    return list(dict.fromkeys(names))  # drop repeats, keep order
+def as_list(value) -> list:
+    """A config value that may be one item (p=0.5) or a list of them (p=[0.1,0.5])."""
+    return list(value) if isinstance(value, Sequence) and not isinstance(value, str) else [value]
+
+
+def names(cfg_names, allowed: Sequence[str], key: str, all_word: bool = False) -> list[str]:
+    """The names chosen under config key `key`, each one of `allowed`, repeats dropped;
+    with all_word, the name `all` stands for every allowed name (op.names=all: every catalogue op)."""
+    chosen = [str(name) for name in as_list(cfg_names)]
+    if all_word:
+        chosen = [name for item in chosen for name in (allowed if item == "all" else [item])]
+    unknown = [name for name in chosen if name not in allowed]
+    if unknown or not chosen:
+        what = f"unknown {', '.join(unknown)}" if unknown else "nothing chosen"
+        raise ConfigError(f"{key}: {what}; allowed: {', '.join([*allowed, 'all'] if all_word else allowed)}")
+    return list(dict.fromkeys(chosen))
+
+
+def drop_probabilities(cfg_p) -> list[float]:
+    """cfg.p as a list of floats in [0, 1]: one number or a list of them."""
+    try:
+        ps = [float(p) for p in as_list(cfg_p)]
+    except (TypeError, ValueError):
+        ps = []
+    if not ps or any(not 0.0 <= p <= 1.0 for p in ps):
+        raise ConfigError(f"p={cfg_p}: allowed: a number in [0, 1] or a list of them, e.g. p=0.5 or p=[0.1,0.5]")
+    return list(dict.fromkeys(ps))
+
+
+def variational_dim(cfg_dim) -> int:
+    """variational_dim as 0 (rows) or 1 (cols) of the (rows, cols) input; -2 and -1 count from the end."""
+    try:
+        dim = int(cfg_dim)
+    except (TypeError, ValueError):
+        dim = None
+    if dim is None or str(cfg_dim).strip() != str(dim) or not -2 <= dim <= 1:
+        raise ConfigError(f"variational_dim={cfg_dim}: allowed: 0 or 1 (or -2, -1), a dim of the (rows, cols) input")
+    return dim % 2
 
 
 def pairs(ops: list[str], backends: list[str]) -> list[tuple[str, str]]:
-    """Registered (op, backend) pairs with op in ops and backend in backends; eager first per op."""
-    chosen = []
-    for op in ops:
-        found = [backend for backend in registry.backends(op) if backend in backends]
-        chosen += [(op, backend) for backend in sorted(found, key=lambda backend: backend != "eager")]
-    if not chosen:
-        raise ValueError(
-            f"no registered (op, backend) pair has op in {ops} and backend in {backends}; "
-            f"registered: {', '.join(f'{op}/{backend}' for op, backend in registry.REGISTRY)}"
-        )
-    return chosen
+    """Every (op, backend) with op in ops and backend in backends; eager first per op (speedup_vs_eager)."""
+    return [(op, backend) for op in ops for backend in sorted(backends, key=lambda backend: backend != "eager")]
+
+
+def chosen_ops(cfg) -> list[str]:
+    return names(cfg.op.names, list(catalogue.OPS), "op.names", all_word=True)
+
+
+def chosen_pairs(cfg) -> list[tuple[str, str]]:
+    """The (op, backend) pairs of op.names x backend.names, in measuring order."""
+    return pairs(chosen_ops(cfg), names(cfg.backend.names, list(catalogue.BACKENDS), "backend.names", all_word=True))
 
 
 def timers_for(device: str, rows: int, timing) -> tuple[str, ...]:
-    """cpu on the CPU; on a GPU do_bench from do_bench_min_rows up, cudagraph up to cudagraph_max_rows.
+    """cpu on the CPU; on a GPU do_bench from do_bench_min_rows up, cudagraph and host up to their max rows.
 
     do_bench times from the host, so a small shape measures Python launch overhead as much
-    as GPU work; the CUDA-graph timer measures the GPU work alone. A shape neither covers
-    is a configuration error, not a silently empty row.
+    as GPU work; the CUDA-graph timer measures the GPU work alone, and the host timer the
+    Python per call alone (bench.timing). A shape no timer covers is a configuration error,
+    not a silently empty row.
     """
     if device == "cpu":
         return ("cpu",)
@@ -106,12 +162,12 @@ def timers_for(device: str, rows: int, timing) -> tuple[str, ...]:
         timers.append("do_bench")
     if rows <= int(timing.cudagraph_max_rows):
         timers.append("cudagraph")
+    if rows <= int(timing.get("host_max_rows", 0)):
+        timers.append("host")
     if not timers:
-        raise ValueError(
-            f"rows={rows} gets no timer: timing.do_bench_min_rows={timing.do_bench_min_rows} and "
-            f"timing.cudagraph_max_rows={timing.cudagraph_max_rows}; every shape needs "
-            "rows >= do_bench_min_rows or rows <= cudagraph_max_rows"
-        )
+        raise ConfigError(
+            f"shape.rows={rows} gets no timer: allowed: rows >= timing.do_bench_min_rows "
+            f"({timing.do_bench_min_rows}) or rows <= timing.cudagraph_max_rows ({timing.cudagraph_max_rows})")
     return tuple(timers)
 
 
@@ -120,19 +176,22 @@ def rows_cols(shape: tuple[int, ...]) -> tuple[int, int]:
     return shape[0], math.prod(shape[1:])
 
 
-def _sizes(name: str, value) -> tuple[int, ...]:
-    sizes = tuple(int(size) for size in value)
+def _sizes(key: str, value) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(size) for size in as_list(value))
+    except (TypeError, ValueError):
+        sizes = ()
     if not sizes or any(size < 1 for size in sizes):
-        raise ValueError(f"{name} = {list(sizes)}: every size must be >= 1")
+        raise ConfigError(f"{key}={value}: allowed: a list of sizes >= 1")
     return sizes
 
 
-def _check_rank(name: str, op: str, shape: tuple[int, ...]) -> None:
-    """A channel op's input has its family's rank (feature ops: any rank >= 3)."""
-    family = families.of(op)
-    if (len(shape) != family.rank) if family.fixed_rank else (len(shape) < 3):
-        expected = f"rank {family.rank}" if family.fixed_rank else "rank >= 3 (N, C and spatial dims)"
-        raise ValueError(f"{name} makes a rank-{len(shape)} input {schema.shape_text(shape)}; {op} takes {expected}")
+def _check_rank(key: str, op: str, shape: tuple[int, ...]) -> None:
+    """A channel op's input has its op's rank (feature ops: any rank >= 3)."""
+    row = catalogue.op(op)
+    if (len(shape) != row.rank) if row.fixed_rank else (len(shape) < 3):
+        expected = f"rank {row.rank}" if row.fixed_rank else "rank >= 3 (N, C and spatial dims)"
+        raise ConfigError(f"{key} makes a rank-{len(shape)} input {schema.shape_text(shape)}; allowed for {op}: {expected}")
 
 
 def channel_shapes(shape_cfg, rows_list: list[int], cols: int) -> dict[str, list[tuple[int, ...]]]:
@@ -143,59 +202,67 @@ def channel_shapes(shape_cfg, rows_list: list[int], cols: int) -> dict[str, list
     """
     channel_dims = shape_cfg.get("channel_dims") or {}
     conv_shapes = shape_cfg.get("conv_shapes") or {}
+    channel_ops = catalogue.channel_ops()
     for group, mapping in (("channel_dims", channel_dims), ("conv_shapes", conv_shapes)):
         for op in mapping:
-            if op not in families.channel_ops():
-                raise ValueError(f"shape.{group}.{op}: {op} is not a channel op; "
-                                 f"channel ops: {', '.join(families.channel_ops())}")
+            if op not in channel_ops:
+                raise ConfigError(f"shape.{group}.{op}: {op} is not a channel op; allowed: {', '.join(channel_ops)}")
     shapes = {}
-    for op in families.channel_ops():
+    for op in channel_ops:
         if op not in channel_dims:
             continue
         dims = _sizes(f"shape.channel_dims.{op}", channel_dims[op])
         if math.prod(dims) != cols:
-            raise ValueError(f"shape.channel_dims.{op} = {list(dims)} multiplies to {math.prod(dims)}, "
-                             f"not shape.cols = {cols}")
-        _check_rank(f"shape.channel_dims.{op} = {list(dims)}", op, (rows_list[0], *dims))
+            raise ConfigError(f"shape.channel_dims.{op}={list(dims)} multiplies to {math.prod(dims)}; "
+                              f"allowed: dims whose product is shape.cols={cols}")
+        _check_rank(f"shape.channel_dims.{op}={list(dims)}", op, (rows_list[0], *dims))
         shapes[op] = [(rows, *dims) for rows in rows_list]
         for index, conv_shape in enumerate(conv_shapes.get(op) or []):
-            name = f"shape.conv_shapes.{op}[{index}]"
-            conv_shape = _sizes(name, conv_shape)
-            _check_rank(f"{name} = {list(conv_shape)}", op, conv_shape)
+            key = f"shape.conv_shapes.{op}[{index}]"
+            conv_shape = _sizes(key, conv_shape)
+            _check_rank(f"{key}={list(conv_shape)}", op, conv_shape)
             shapes[op].append(conv_shape)
     return shapes
 
 
 def op_shapes(cfg, ops: list[str]) -> dict[str, list[tuple[int, ...]]]:
     """The input shapes each op of `ops` is swept at, in sweep order (see the module docstring)."""
-    rows_list = [int(rows) for rows in cfg.shape.rows]
-    cols = int(cfg.shape.cols)
-    if not rows_list or any(rows < 1 for rows in rows_list) or cols < 1:
-        raise ValueError(f"shape.rows and shape.cols must be >= 1, got rows={rows_list} cols={cols}")
-    rows_list = list(dict.fromkeys(rows_list))
+    rows_list = list(dict.fromkeys(_sizes("shape.rows", cfg.shape.rows)))
+    (cols,) = _sizes("shape.cols", [cfg.shape.cols])
     channel = channel_shapes(cfg.shape, rows_list, cols)
     shapes = {}
     for op in ops:
-        if not families.of(op).is_channel:
+        if not catalogue.op(op).is_channel:
             shapes[op] = [(rows, cols) for rows in rows_list]
         elif op in channel:
             shapes[op] = list(dict.fromkeys(channel[op]))
         else:
-            raise ValueError(f"shape.channel_dims has no entry for {op}: a channel op needs the (C, spatial...) "
-                             f"dims that split shape.cols = {cols}")
+            raise ConfigError(f"shape.channel_dims.{op}: missing; allowed: the (C, spatial...) dims of {op} "
+                              f"whose product is shape.cols={cols}")
     return shapes
+
+
+def check_timing(timing) -> None:
+    """The timing keys the runner reads, typed; ConfigError names the first bad one."""
+    if not isinstance(timing.get("autograd_threads"), bool):
+        raise ConfigError(f"timing.autograd_threads={timing.get('autograd_threads')}: allowed: true, false")
+    for key in ("warmup_ms", "rep_ms", "cudagraph_reps", "cpu_reps", "host_calls", "host_rounds"):
+        value = timing.get(key, 1)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ConfigError(f"timing.{key}={value}: allowed: an integer >= 1")
 
 
 def expand(cfg, device: str) -> list[Point]:
     """Every point of the sweep, in measuring order: dtype, (rows, cols), then copy and each p's pairs."""
-    dtypes = _names(cfg.dtype.names, schema.DTYPES, "dtype")
-    directions = _names(cfg.direction.names, schema.DIRECTIONS, "direction")
-    ops = _names(cfg.op.names, registry.ops(), "op")
-    chosen_pairs = pairs(ops, _names(cfg.backend.names, schema.BACKENDS, "backend"))
-    ps = [float(p) for p in cfg.p]
-    for p in ps:
-        if not 0.0 <= p <= 1.0:
-            raise ValueError(f"p must be in [0, 1], got {p}")
+    if device not in DEVICES:
+        raise ConfigError(f"device={device}: allowed: {', '.join(DEVICES)}")
+    dtypes = names(cfg.dtype.names, schema.DTYPES, "dtype.names")
+    directions = names(cfg.direction.names, schema.DIRECTIONS, "direction.names")
+    ops = chosen_ops(cfg)
+    op_backends = chosen_pairs(cfg)
+    ps = drop_probabilities(cfg.p)
+    dim = variational_dim(cfg.variational_dim)
+    check_timing(cfg.timing)
     shapes = op_shapes(cfg, ops)
     # Every op's list opens with the design's rows x cols, so these are the design's (rows, cols)
     # in rows order, then the conv shapes' in config order.
@@ -205,10 +272,17 @@ def expand(cfg, device: str) -> list[Point]:
     for dtype in dtypes:
         for rows, cols in sizes:
             timers = timers_for(device, rows, cfg.timing)
-            points.append(Point(schema.COPY, schema.COPY, dtype, (rows, cols), COPY_P, ("fwd",), timers))
-            for p in dict.fromkeys(ps):
-                for op, backend in chosen_pairs:
+            points.append(copy_point(dtype, rows, cols, timers))
+            for p in ps:
+                for op, backend in op_backends:
+                    op_dim = dim if catalogue.op(op).takes_dim else NO_DIM
                     for shape in shapes[op]:
                         if rows_cols(shape) == (rows, cols):
-                            points.append(Point(op, backend, dtype, shape, p, tuple(directions), timers))
+                            points.append(Point(op, backend, dtype, shape, p, tuple(directions), timers, op_dim))
     return points
+
+
+def check(cfg) -> None:
+    """Raise ConfigError for anything in cfg that would stop the sweep, on either device."""
+    for device in DEVICES:
+        expand(cfg, device)

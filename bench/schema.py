@@ -4,10 +4,12 @@ The CSV is the interface between measuring (bench.runner) and showing (plots,
 bench.compare); this module is the one place that defines it. No torch here.
 """
 
+from dropbench.bench import catalogue
+
 #: Every column, in file order. Units are in the names where they are not obvious.
 COLUMNS = [
     "op",                # one of OPS | copy (the reference device-to-device copy)
-    "backend",           # triton_seeded | triton_variational | eager | compile | copy
+    "backend",           # one of BACKENDS (bench.catalogue): triton | eager | compile | copy
     "dtype",             # fp16 | bf16 | fp32 | fp64
     "rows",              # the input's first dim (N of a channel op's (N, C, ...) input)
     "cols",              # numel // rows: the input read as (rows, cols)
@@ -26,7 +28,7 @@ COLUMNS = [
     "saved_bytes",       # bytes autograd saves for backward (saved_tensors_hooks)
     "peak_bytes",        # peak memory over a fwd+bwd step above the inputs, bytes
     "config",            # autotune choice, where there is one
-    "status",            # ok | incorrect | oom | error | skipped
+    "status",            # ok | incorrect | oom | error | skipped | suspect_copy (a copy whose timers disagree)
     "error",             # why, when status is not ok
     "device",            # torch.cuda.get_device_name(), or cpu
     "sm_count",
@@ -57,16 +59,15 @@ def legacy_autograd_threads(device: str) -> str:
 
 #: Dropout operators; rows with op == "copy" (backend "copy", direction "fwd") are the
 #: device-to-device copy of a (rows, cols) tensor that pct_of_copy is measured against.
-OPS = ["dropout", "variational", "dropout_inplace", "dropout1d", "dropout2d", "dropout3d",
-       "feature_dropout", "alpha_dropout", "feature_alpha_dropout"]
+OPS = list(catalogue.OPS)
 #: The two ops the default sweep, the CI preset and the perf suite measure.
 CORE_OPS = ["dropout", "variational"]
-COPY = "copy"
-BACKENDS = ["triton_seeded", "triton_variational", "eager", "compile", "copy"]
+COPY = catalogue.COPY
+BACKENDS = [*catalogue.BACKENDS, COPY]
 DTYPES = ["fp16", "bf16", "fp32", "fp64"]
 DIRECTIONS = ["fwd", "bwd", "fwd+bwd"]
 TIMERS = ["do_bench", "cudagraph", "cpu"]
-STATUSES = ["ok", "incorrect", "oom", "error", "skipped"]
+STATUSES = ["ok", "incorrect", "oom", "error", "skipped", "suspect_copy"]
 
 #: Bytes per element of each dtype name.
 DTYPE_BYTES = {"fp16": 2, "bf16": 2, "fp32": 4, "fp64": 8}

@@ -1,18 +1,23 @@
-"""`dropbench-sweep` (also `python -m bench`): the Hydra app that runs the benchmark sweep.
+"""`dropbench-sweep` (also `python -m dropbench.bench`): the Hydra app that runs the benchmark sweep.
 
-It settles the device first (device=auto: the GPU when torch sees one), because
-on the CPU Triton must run under its interpreter and triton reads TRITON_INTERPRET
-when it is imported: so bench.runner, which imports the kernels, is imported only
-after that. With no GPU and no preset, the smoke sweep runs on the CPU behind a
-loud banner instead of timing the interpreter as if it were a GPU. With device.gpus set,
-each job first claims one of those GPUs (bench.gpu_slots), also before torch starts CUDA.
-Exit status: 0, or 1 when any implementation was found incorrect.
+Before Hydra composes the config, main() settles what device=auto means: with no GPU and
+no preset it adds +preset=smoke, so the config Hydra shows (--cfg job), records
+(.hydra/config.yaml) and runs is the smoke sweep on the CPU, said loudly, never the GPU
+sweep timed under the Triton interpreter. The GPU probe runs in a child process, so this
+process initialises CUDA only after a job has claimed its GPU (bench.gpu_slots, device.gpus).
+
+The config is then checked before anything slow starts (bench.plan, no torch): a mistake
+is one line naming the key and the values it allows, and exit status 2. On the CPU
+Triton must run under its interpreter, which triton reads when it is imported, so
+bench.runner, which imports the kernels, is imported only after the device is settled.
+Exit status: 0; 1 when any implementation was found incorrect; 2 for a config that cannot run.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -21,22 +26,71 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
-from dropbench.bench import gpu_slots
+from dropbench.bench import gpu_slots, plan
+from dropbench.bench.results import ResultsError
 
 log = logging.getLogger(__name__)
 
 DEVICES = ("auto", "cuda", "cpu")
+#: Set by main() when it chose the smoke sweep for device=auto on a machine without a GPU.
+SMOKE_FALLBACK_ENV = "DROPBENCH_SMOKE_FALLBACK"
+CONFIG_ERROR_EXIT = 2
 NO_GPU_BANNER = """
 ==============================================================================
- NO GPU FOUND: torch.cuda.is_available() is False.
+ NO GPU FOUND: no CUDA device is visible.
  Running the SMOKE sweep (+preset=smoke) on the CPU instead: Triton kernels run
  under the Triton interpreter (TRITON_INTERPRET=1), tiny shapes, and every row
  is labelled device=cpu, timer=cpu. These times say nothing about GPU speed;
  they show that the whole pipeline works. Run on a CUDA machine for the sweep.
 ==============================================================================
 """
+#: Asks the CUDA driver for a device in a child process: no CUDA context in this one, and
+#: CUDA_VISIBLE_DEVICES applies as it will for torch. Prints 1 or 0.
+_GPU_PROBE = """
+import ctypes
+try:
+    cuda = ctypes.CDLL("libcuda.so.1")
+    count = ctypes.c_int(0)
+    found = cuda.cuInit(0) == 0 and cuda.cuDeviceGetCount(ctypes.byref(count)) == 0 and count.value > 0
+except OSError:
+    found = False
+print(int(found))
+"""
 
 _outcome = {"incorrect": False}
+
+
+def gpu_visible() -> bool:
+    """Whether the CUDA driver shows this process a GPU (asked in a child process, ~0.1 s)."""
+    try:
+        done = subprocess.run([sys.executable, "-c", _GPU_PROBE], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return done.stdout.strip() == "1"
+
+
+def with_smoke_fallback(argv: list[str], has_gpu=gpu_visible) -> list[str]:
+    """argv plus +preset=smoke when it leaves device at auto, chooses no preset, and no GPU is visible."""
+    from hydra._internal.utils import get_args_parser
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        args = get_args_parser().parse_args(argv)
+        overrides = OverridesParser.create().parse_overrides(args.overrides)
+    except (SystemExit, Exception):  # let Hydra report a malformed command line its own way
+        return argv
+    if args.help or args.hydra_help or args.shell_completion:
+        return argv
+    keys = {override.key_or_group: override for override in overrides}
+    if "preset" in keys:
+        return argv
+    device = keys.get("device") or keys.get("device.name")
+    if device is not None and (device.is_sweep_override() or device.value() != "auto"):
+        return argv
+    if has_gpu():
+        return argv
+    os.environ[SMOKE_FALLBACK_ENV] = "1"
+    return [*argv, "+preset=smoke"]
 
 
 def use_triton_interpreter() -> None:
@@ -49,29 +103,54 @@ def use_triton_interpreter() -> None:
     os.environ["TRITON_INTERPRET"] = "1"
 
 
-def resolve_device(cfg: DictConfig, has_cuda: bool, preset_chosen: bool) -> tuple[str, bool]:
-    """(device to run on, whether to fall back to the smoke preset) for cfg.device.name."""
-    name = str(cfg.device.name)
+def resolve_device(name: str, has_cuda: bool, preset_chosen: bool) -> str:
+    """The device to run on (cuda | cpu) for device.name; a ConfigError where it cannot run."""
     if name not in DEVICES:
-        raise ValueError(f"device must be one of {', '.join(DEVICES)}, got {name!r}")
+        raise plan.ConfigError(f"device={name}: allowed: {', '.join(DEVICES)}")
     if name == "cuda" and not has_cuda:
-        raise RuntimeError("device=cuda, but torch sees no CUDA device (torch.cuda.is_available() is False)")
-    if name == "cpu" or (name == "auto" and not has_cuda):
-        return "cpu", name == "auto" and not preset_chosen
-    return "cuda", False
+        raise plan.ConfigError("device=cuda: torch sees no CUDA device (torch.cuda.is_available() is False); "
+                               "allowed here: device=cpu, or device=auto (the smoke sweep on the CPU)")
+    if name == "auto" and not has_cuda and not preset_chosen:
+        # main() saw a GPU, torch does not: a CPU build of torch on a GPU machine.
+        raise plan.ConfigError("device=auto: the CUDA driver shows a GPU but torch sees none (a CPU build of "
+                               "torch?); allowed here: device=cpu with +preset=smoke, or a CUDA build of torch")
+    return "cuda" if has_cuda and name != "cpu" else "cpu"
+
+
+def check_results_path(cfg: DictConfig) -> None:
+    """results.path must name a file, not a directory (checked again by the runner)."""
+    path = cfg.results.get("path")
+    if path and Path(str(path)).is_dir():
+        raise plan.ConfigError(f"results.path={path}: is a directory; allowed: the path of a CSV file "
+                               "(new, or one this device wrote)")
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="config")
 def app(cfg: DictConfig) -> None:
+    try:
+        _claim_and_run(cfg)
+    except (plan.ConfigError, ResultsError) as exc:
+        print(f"dropbench-sweep: error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(CONFIG_ERROR_EXIT)
+
+
+def _claim_and_run(cfg: DictConfig) -> None:
     hydra_cfg = HydraConfig.get()
+    # The cheap checks first: names, p, variational_dim, shapes, timing keys, results.path (no torch yet).
+    plan.expand(cfg, "cpu")
+    check_results_path(cfg)
     gpus = cfg.device.get("gpus")
     if not gpus:
         _run(cfg, hydra_cfg)
         return
+    try:
+        gpus = gpu_slots.check_gpus(gpus)
+    except ValueError as exc:
+        raise plan.ConfigError(str(exc)) from None
     # Before torch touches CUDA: this job then sees only the GPU it claimed (bench.gpu_slots).
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     lock_dir = Path(hydra_cfg.sweep.dir if multirun else hydra_cfg.runtime.output_dir) / gpu_slots.LOCK_FOLDER
-    with gpu_slots.claim_gpu(gpu_slots.check_gpus(gpus), lock_dir):
+    with gpu_slots.claim_gpu(gpus, lock_dir):
         _run(cfg, hydra_cfg)
 
 
@@ -79,19 +158,18 @@ def _run(cfg: DictConfig, hydra_cfg) -> None:
     import torch
 
     preset_chosen = hydra_cfg.runtime.choices.get("preset") is not None
-    device, fallback = resolve_device(cfg, torch.cuda.is_available(), preset_chosen)
-    if fallback:
+    device = resolve_device(str(cfg.device.name), torch.cuda.is_available(), preset_chosen)
+    if os.environ.get(SMOKE_FALLBACK_ENV) == "1" and device == "cpu":
         print(NO_GPU_BANNER, file=sys.stderr, flush=True)
         log.warning("no GPU found: running the smoke sweep on the CPU under the Triton interpreter (timer=cpu)")
-        cfg = hydra.compose(config_name="config", overrides=[*hydra_cfg.overrides.task, "+preset=smoke"])
     if device == "cpu":
         use_triton_interpreter()
     if hydra_cfg.mode == RunMode.MULTIRUN and not cfg.results.get("path"):
         # One CSV per job, in the job's own folder: config.yaml names that folder after the job's
-        # overrides (dtype=fp16,op=dropout), so re-running the same -m into the same
+        # overrides (dtype=fp16,op.names=dropout), so re-running the same -m into the same
         # hydra.sweep.dir resumes each job's own file; bench.merge joins them at the end.
         cfg.results.path = str(Path(hydra_cfg.runtime.output_dir) / "results.csv")
-    # What actually runs (after any fallback), beside Hydra's own .hydra/config.yaml.
+    # What actually runs, beside Hydra's own .hydra/config.yaml: with the device it resolved to.
     effective = OmegaConf.create(OmegaConf.to_container(cfg))
     effective.device.resolved = device
     OmegaConf.save(effective, Path(hydra_cfg.runtime.output_dir) / "effective_config.yaml")
@@ -101,10 +179,12 @@ def _run(cfg: DictConfig, hydra_cfg) -> None:
 
     result = runner.run(cfg, device)
     _outcome["incorrect"] |= result.incorrect
+    print(f"dropbench-sweep: {result.written} new rows; results in {result.path}", flush=True)
 
 
 def main() -> None:
     """Console entry point: run the app, exit 1 when an implementation was found incorrect."""
+    sys.argv[1:] = with_smoke_fallback(sys.argv[1:])
     app()
     sys.exit(1 if _outcome["incorrect"] else 0)
 

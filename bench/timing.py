@@ -1,10 +1,14 @@
-"""Timers: median, p20 and p80 of one call, in milliseconds.
+"""Timers: median, p20 and p80 of one call, in milliseconds, and how many samples they come from.
 
 do_bench: triton.testing.do_bench (it warms up, and flushes L2 between repeats).
 cudagraph: the call captured once in a CUDA graph and replayed, for small shapes
 where launch overhead hides the kernel; Triton's do_bench_cudagraph does not
 flush L2 between replays, so this one does, outside the graph.
 cpu: wall clock around single calls; labelled as such, never passed off as a GPU time.
+host: the Python (host) time per call, for shapes small enough that the GPU keeps up:
+rounds of host_calls back-to-back calls, the clock stopped before the one synchronize
+that ends each round, so only the host's side of the call is counted (issue 15: the
+drop-in must cost no more host time than F.dropout).
 Every timer takes a `build` that returns the callable, so the CUDA-graph timer
 can build it on its capture stream (autograd runs backward on the forward's stream).
 """
@@ -29,10 +33,11 @@ class Timing:
     median: float
     p20: float | None
     p80: float | None
+    samples: int | None = None  # timed calls (do_bench, cudagraph, cpu) or rounds (host) behind the quantiles
 
 
 def measure(build: Callable[[], Callable[[], object]], timer: str, timing) -> Timing:
-    """Time the callable that build() returns with `timer` (do_bench | cudagraph | cpu)."""
+    """Time the callable that build() returns with `timer` (do_bench | cudagraph | cpu | host)."""
     quantiles = [float(q) for q in timing.quantiles]
     if timer == "do_bench":
         return do_bench(build(), int(timing.warmup_ms), int(timing.rep_ms), quantiles)
@@ -40,14 +45,20 @@ def measure(build: Callable[[], Callable[[], object]], timer: str, timing) -> Ti
         return cuda_graph(build, int(timing.cudagraph_reps), int(timing.l2_flush_mb) << 20, quantiles)
     if timer == "cpu":
         return cpu(build(), int(timing.cpu_warmup), int(timing.cpu_reps), quantiles)
+    if timer == "host":
+        return host(build(), int(timing.host_calls), int(timing.host_rounds), quantiles)
     raise ValueError(f"unknown timer {timer!r}")
 
 
 def do_bench(fn, warmup_ms: int, rep_ms: int, quantiles: list[float]) -> Timing:
-    """triton.testing.do_bench by keyword, across Triton versions (quantiles, or old percentiles)."""
+    """triton.testing.do_bench by keyword, across Triton versions: every sample where it returns them."""
     from triton.testing import do_bench as triton_do_bench
 
     parameters = inspect.signature(triton_do_bench).parameters
+    if "return_mode" in parameters:
+        times = triton_do_bench(fn, warmup=warmup_ms, rep=rep_ms, return_mode="all")
+        if isinstance(times, (list, tuple)):
+            return _summary(list(times), quantiles)
     if "quantiles" in parameters:
         result = triton_do_bench(fn, warmup=warmup_ms, rep=rep_ms, quantiles=quantiles)
     elif "percentiles" in parameters:
@@ -102,9 +113,25 @@ def cpu(fn, warmup: int, reps: int, quantiles: list[float]) -> Timing:
     return _summary(times, quantiles)
 
 
+def host(fn, calls: int, rounds: int, quantiles: list[float]) -> Timing:
+    """Milliseconds of host time per call: `rounds` rounds of `calls` calls, each round's clock
+    stopped before its synchronize (a small shape keeps the GPU ahead of the host)."""
+    synchronize = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    fn()  # a first call that compiles or autotunes is no host cost of later calls
+    synchronize()
+    times = []
+    for _ in range(max(rounds, 1)):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        times.append((time.perf_counter() - start) * 1e3 / calls)
+        synchronize()
+    return _summary(times, quantiles)
+
+
 def _summary(times: list[float], quantiles: list[float]) -> Timing:
     median, low, high = (quantile(times, q) for q in quantiles[:3])
-    return Timing(median, low, high)
+    return Timing(median, low, high, len(times))
 
 
 def quantile(values: list[float], q: float) -> float:

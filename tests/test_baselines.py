@@ -1,11 +1,9 @@
-"""The eager and torch.compile baselines, and the registry that names them."""
+"""The eager and torch.compile baselines."""
 
-import pytest
 import torch
 from helpers import keep_fraction_bound, random_input
 
 from dropbench.baselines import compiled, eager
-from dropbench.bench import registry
 
 
 def test_eager_dropout_keeps_the_right_fraction_and_scales(device, generator):
@@ -38,16 +36,3 @@ def test_compiled_baseline_really_compiles_without_graph_breaks(device, generato
 def test_compiled_baselines_raise_dynamo_limits_for_sweeps():
     compiled.compiled(eager.dropout)
     assert torch._dynamo.config.recompile_limit >= compiled.RECOMPILE_LIMIT
-
-
-def test_registry_has_the_design_backends():
-    assert registry.backends("dropout") == ["triton_seeded", "eager", "compile"]
-    assert registry.backends("variational") == ["triton_variational", "eager", "compile"]
-    assert registry.get("dropout", "triton_seeded").seeded
-    assert not registry.get("variational", "eager").seeded
-
-
-@pytest.mark.parametrize("op, backend, words", [("dropout4d", "eager", "unknown op"), ("dropout", "cuda", "unknown backend")])
-def test_registry_names_what_exists(op, backend, words):
-    with pytest.raises(ValueError, match=words):
-        registry.get(op, backend)

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from dropbench.bench import check, families, registry
-from dropbench.bench.registry import Implementation
+from dropbench.bench import catalogue, check
+from dropbench.bench.catalogue import Implementation
 from dropbench.kernels import alpha, reference, variational
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
@@ -51,15 +51,10 @@ def bernoulli_keep(x, p):
     return torch.rand(x.shape, device=x.device) >= p
 
 
-def seeded_backend(op):
-    return "triton_variational" if op == "variational" else "triton_seeded"
-
-
-@pytest.mark.parametrize("op", registry.ops())
-@pytest.mark.parametrize("kind", ["seeded", "eager"])
-def test_every_op_passes(op, kind):
-    backend = seeded_backend(op) if kind == "seeded" else "eager"
-    verdict = run_check(registry.get(op, backend))
+@pytest.mark.parametrize("op", list(catalogue.OPS))
+@pytest.mark.parametrize("backend", ["triton", "eager"])
+def test_every_op_passes(op, backend):
+    verdict = run_check(catalogue.implementation(op, backend))
     assert verdict.ok, f"{op}/{backend} failed its check: {verdict.reason}"
 
 
@@ -68,7 +63,7 @@ def test_the_channel_check_runs_both_the_runs_kernel_and_the_tiles(op, kernels_m
     """Contiguous maps of >= 17 positions take the runs kernel, channels-last the tiles: the check must cover both."""
     launchers = (kernels_module._runs, kernels_module._locked)
     before = [launcher.last_launch for launcher in launchers]
-    assert run_check(registry.get(op, "triton_seeded")).ok
+    assert run_check(catalogue.implementation(op, "triton")).ok
     assert [launcher.last_launch > old for launcher, old in zip(launchers, before)] == [True, True], \
         "the check did not launch both kernels"
 
@@ -77,18 +72,18 @@ def test_the_channel_check_runs_both_the_runs_kernel_and_the_tiles(op, kernels_m
 def test_compiled_in_place_and_channel_alpha_dropout_pass(op):
     # The other compile backends pass in the op=all smoke sweep (test_runner); these two are the
     # new check branches torch.compile is likeliest to get wrong: an input mutation, and channels-last.
-    verdict = run_check(registry.get(op, "compile"))
+    verdict = run_check(catalogue.implementation(op, "compile"))
     assert verdict.ok, f"{op}/compile failed its check: {verdict.reason}"
 
 
 def test_variational_shared_along_the_other_dim_passes():
-    verdict = run_check(registry.get("variational", "eager"), dim=1)
+    verdict = run_check(catalogue.implementation("variational", "eager"), dim=1)
     assert verdict.ok, verdict.reason
 
 
 @pytest.mark.parametrize("p", [0.1, 0.9])
 def test_eager_passes_at_other_p(p):
-    verdict = run_check(registry.get("dropout", "eager"), p=p)
+    verdict = run_check(catalogue.implementation("dropout", "eager"), p=p)
     assert verdict.ok, verdict.reason
 
 
@@ -155,15 +150,15 @@ def test_a_different_mask_under_checkpointing_is_incorrect():
 
 @pytest.mark.parametrize("op", ["dropout", "dropout3d"])
 def test_seeded_backend_off_the_reference_is_incorrect(op):
-    triton_seeded = registry.get(op, "triton_seeded")
-    off_by_one = Implementation(op, "triton_seeded",
-                                lambda x, p, seed, dim: triton_seeded(x, p, seed + 1, dim), True)
+    triton = catalogue.implementation(op, "triton")
+    off_by_one = Implementation(op, "triton",
+                                lambda x, p, seed, dim: triton(x, p, seed + 1, dim), True)
     verdict = run_check(off_by_one)
     assert verdict.status == "incorrect" and "kernels.reference" in verdict.reason, verdict
 
 
 def test_variational_mask_that_varies_along_dim_is_incorrect():
-    eager_dropout = registry.get("dropout", "eager")
+    eager_dropout = catalogue.implementation("dropout", "eager")
     unshared = Implementation("variational", "eager", lambda x, p, seed, dim: eager_dropout(x, p, seed, dim), False)
     verdict = run_check(unshared)
     assert verdict.status == "incorrect" and "not identical along dim" in verdict.reason, verdict
@@ -203,15 +198,15 @@ def test_mask_statistics_accept_p_zero_and_one():
 
 @pytest.mark.parametrize("op, dim", [("dropout", 0), ("variational", 0), ("variational", 1)])
 def test_check_shape_is_big_enough_and_in_whole_groups_of_four(op, dim):
-    rows, cols = check.check_shape(families.of(op).mask, 65536, dim)
+    rows, cols = check.check_shape(catalogue.op(op).mask, 65536, dim)
     assert rows * cols >= 65536 and rows % 4 == 0 and cols % 4 == 0
     if op == "variational":
         assert (rows, cols)[1 - dim] >= 4096, "the mask itself needs enough elements for the statistics"
 
 
-@pytest.mark.parametrize("op", families.channel_ops())
+@pytest.mark.parametrize("op", catalogue.channel_ops())
 def test_channel_check_shape_has_the_ops_rank_and_enough_channels(op):
-    family = families.of(op)
+    family = catalogue.op(op)
     shape = check.check_shape(family.mask, 65536, 0, family.rank)
     assert len(shape) == family.rank and all(size > 1 for size in shape), shape
     n, c, *spatial = shape
@@ -294,10 +289,10 @@ def test_channel_mask_is_checked_as_an_n_by_c_mask():
 # ---- in-place dropout -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("backend", ["triton_seeded", "eager"])
+@pytest.mark.parametrize("backend", ["triton", "eager"])
 @pytest.mark.parametrize("p", [0.0, 1.0])
 def test_in_place_passes_at_p_zero_and_one(backend, p):
-    verdict = run_check(registry.get("dropout_inplace", backend), p=p)
+    verdict = run_check(catalogue.implementation("dropout_inplace", backend), p=p)
     assert verdict.ok, verdict.reason
 
 

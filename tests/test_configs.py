@@ -7,13 +7,13 @@ import pytest
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 
-from dropbench.bench import families, plan, registry, schema
+from dropbench.bench import catalogue, plan, schema
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 DEFAULT_ROWS = [2**k for k in range(14)]  # 1, 2, 4, ..., 8192
 ALL_PAIRS = {
-    ("dropout", "triton_seeded"), ("dropout", "eager"), ("dropout", "compile"),
-    ("variational", "triton_variational"), ("variational", "eager"), ("variational", "compile"),
+    ("dropout", "triton"), ("dropout", "eager"), ("dropout", "compile"),
+    ("variational", "triton"), ("variational", "eager"), ("variational", "compile"),
 }
 #: The conv shapes of configs/shape/default.yaml, swept for the channel ops besides rows x 49152.
 RESNET50 = [(32, 64, 112, 112), (32, 256, 56, 56), (32, 512, 28, 28), (32, 2048, 7, 7)]
@@ -34,7 +34,7 @@ def test_default_is_the_design_sweep():
     assert list(cfg.shape.rows) == DEFAULT_ROWS, "default rows should be 1, 2, 4, ..., 8192"
     assert cfg.shape.cols == 49152 == 64 * 768
     assert list(cfg.dtype.names) == ["fp16", "bf16", "fp32", "fp64"]
-    assert set(plan.pairs(list(cfg.op.names), list(cfg.backend.names))) == ALL_PAIRS
+    assert set(plan.chosen_pairs(cfg)) == ALL_PAIRS
     assert list(cfg.direction.names) == ["fwd", "bwd", "fwd+bwd"]
     assert list(cfg.p) == [0.5]
     assert cfg.variational_dim == 0, "the variational mask should be shared along rows by default"
@@ -81,18 +81,25 @@ def test_rows_override():
     assert list(cfg.shape.rows) == [1, 64] and cfg.shape.cols == 49152
 
 
-def test_backend_triton_means_both_triton_kernels():
+def test_backend_triton_is_one_name_for_every_op():
     cfg = composed("backend=triton")
-    assert plan.pairs(list(cfg.op.names), list(cfg.backend.names)) == [
-        ("dropout", "triton_seeded"), ("variational", "triton_variational")]
+    assert plan.chosen_pairs(cfg) == [("dropout", "triton"), ("variational", "triton")]
 
 
-def test_op_and_backend_select_registered_pairs_only():
-    cfg = composed("op=variational", "backend=baselines")
-    assert plan.pairs(list(cfg.op.names), list(cfg.backend.names)) == [
-        ("variational", "eager"), ("variational", "compile")]
-    with pytest.raises(ValueError, match="no registered"):
-        plan.expand(composed("op=dropout", "backend.names=[triton_variational]"), "cpu")
+def test_op_and_backend_names_select_pairs_eager_first():
+    cfg = composed("op.names=[variational]", "backend.names=[compile,eager]")
+    assert plan.chosen_pairs(cfg) == [("variational", "eager"), ("variational", "compile")]
+
+
+@pytest.mark.parametrize("value", ["dropout2d", "[dropout2d]"])
+def test_one_op_needs_no_config_file(value):
+    assert plan.chosen_ops(composed(f"op.names={value}")) == ["dropout2d"]
+
+
+@pytest.mark.parametrize("old", ["triton_seeded", "triton_variational"])
+def test_old_backend_names_are_refused_with_the_new_ones(old):
+    with pytest.raises(plan.ConfigError, match=f"backend.names: unknown {old}; allowed: triton, eager, compile, all"):
+        plan.expand(composed(f"backend.names=[{old}]"), "cpu")
 
 
 def test_smoke_preset_is_tiny():
@@ -100,7 +107,7 @@ def test_smoke_preset_is_tiny():
     assert list(cfg.shape.rows) == [1, 8] and cfg.shape.cols == 256
     assert list(cfg.dtype.names) == ["fp32"]
     assert cfg.timing.rep_ms == 20 and cfg.check.numel == 16384
-    assert set(plan.pairs(list(cfg.op.names), list(cfg.backend.names))) == ALL_PAIRS, \
+    assert set(plan.chosen_pairs(cfg)) == ALL_PAIRS, \
         "smoke must still exercise every backend"
 
 
@@ -110,6 +117,7 @@ def test_ci_preset():
     assert list(cfg.dtype.names) == ["fp16", "fp32"]
     assert list(cfg.direction.names) == ["fwd", "bwd"]
     assert cfg.timing.rep_ms == 100, "CI should time with the default budgets"
+    assert cfg.timing.host_max_rows == 1, "CI should track the host time per call at 1 row"
 
 
 def test_command_line_beats_preset():
@@ -127,67 +135,80 @@ def test_every_option_composes(group):
 
 
 @pytest.mark.parametrize("override, words", [
-    ("dtype.names=[fp8]", "unknown dtype"),
-    ("direction.names=[sideways]", "unknown direction"),
-    ("backend.names=[cuda]", "unknown backend"),
-    ("p=[1.5]", "p must be in"),
-    ("op.names=[dropconnect]", "unknown op dropconnect"),
+    ("dtype.names=[fp8]", "dtype.names: unknown fp8; allowed: fp16, bf16, fp32, fp64"),
+    ("direction.names=[sideways]", "direction.names: unknown sideways; allowed: fwd, bwd, fwd\\+bwd"),
+    ("backend.names=[cuda]", "backend.names: unknown cuda; allowed: triton, eager, compile, all"),
+    ("backend.names=[]", "backend.names: nothing chosen"),
+    ("p=[1.5]", r"p=\[1.5\]: allowed: a number in \[0, 1\]"),
+    ("p=-0.1", r"p=-0.1: allowed: a number in \[0, 1\]"),
+    ("variational_dim=5", "variational_dim=5: allowed: 0 or 1"),
+    ("variational_dim=0.5", "variational_dim=0.5: allowed: 0 or 1"),
+    ("timing.autograd_threads=maybe", "timing.autograd_threads=maybe: allowed: true, false"),
+    ("timing.rep_ms=0", "timing.rep_ms=0: allowed: an integer >= 1"),
+    ("op.names=[dropconnect]", "op.names: unknown dropconnect; allowed: dropout, variational"),
     ("shape.channel_dims.dropout2d=[192,16,17]",
-     r"shape.channel_dims.dropout2d = \[192, 16, 17\] multiplies to 52224, not shape.cols = 49152"),
+     r"shape.channel_dims.dropout2d=\[192, 16, 17\] multiplies to 52224; allowed: dims whose product is shape.cols=49152"),
     ("shape.channel_dims.dropout3d=[192,256]",
-     r"shape.channel_dims.dropout3d = \[192, 256\] makes a rank-3 input 1x192x256; dropout3d takes rank 5"),
-    ("shape.conv_shapes.dropout1d=[[32,512]]", r"shape.conv_shapes.dropout1d\[0\] = \[32, 512\] makes a rank-2"),
-    ("shape.conv_shapes.dropout2d=[[32,0,7,7]]", r"shape.conv_shapes.dropout2d\[0\] = \[32, 0, 7, 7\]: every size"),
-    ("+shape.channel_dims.dropout=[192,256]", "shape.channel_dims.dropout: dropout is not a channel op"),
-    ("~shape.channel_dims.feature_dropout", "shape.channel_dims has no entry for feature_dropout"),
+     r"shape.channel_dims.dropout3d=\[192, 256\] makes a rank-3 input 1x192x256; allowed for dropout3d: rank 5"),
+    ("shape.conv_shapes.dropout1d=[[32,512]]", r"shape.conv_shapes.dropout1d\[0\]=\[32, 512\] makes a rank-2"),
+    ("shape.conv_shapes.dropout2d=[[32,0,7,7]]", r"shape.conv_shapes.dropout2d\[0\]=\[32, 0, 7, 7\]: allowed: a list of sizes >= 1"),
+    ("+shape.channel_dims.dropout=[192,256]", "shape.channel_dims.dropout: dropout is not a channel op; allowed: dropout1d"),
+    ("~shape.channel_dims.feature_dropout", "shape.channel_dims.feature_dropout: missing"),
 ])
-def test_bad_values_are_named(override, words):
-    with pytest.raises(ValueError, match=words):
+def test_bad_values_are_one_line_naming_the_key_and_what_it_allows(override, words):
+    with pytest.raises(plan.ConfigError, match=words) as raised:
         plan.expand(composed("op=all", override), "cpu")
+    assert "\n" not in str(raised.value), f"a config error should be one line: {raised.value}"
+
+
+@pytest.mark.parametrize("value, expected", [("0.5", [0.5]), ("[0.1,0.5]", [0.1, 0.5]), ("[0.5,0.5]", [0.5])])
+def test_p_is_one_number_or_a_list(value, expected):
+    points = plan.expand(composed(f"p={value}"), "cpu")
+    assert list(dict.fromkeys(point.p for point in points if not point.is_copy)) == expected
+
+
+@pytest.mark.parametrize("value, recorded", [("1", 1), ("-1", 1), ("-2", 0)])
+def test_variational_dim_is_recorded_on_variational_points_only(value, recorded):
+    points = plan.expand(composed(f"variational_dim={value}"), "cpu")
+    dims = {point.op: point.variational_dim for point in points}
+    assert dims == {"copy": plan.NO_DIM, "dropout": plan.NO_DIM, "variational": recorded}, dims
 
 
 def test_ci_preset_times_small_shapes_with_cuda_graphs_only():
     points = [point for point in plan.expand(composed("+preset=ci"), "cuda") if point.op == "dropout"]
     timers = {point.rows: point.timers for point in points}
-    assert timers[1] == timers[64] == timers[1024] == ("cudagraph",), "small shapes must not gate on do_bench"
+    assert timers[1] == ("cudagraph", "host"), "1 row: GPU work by CUDA graph, host time by the host timer"
+    assert timers[64] == timers[1024] == ("cudagraph",), "small shapes must not gate on do_bench"
     assert timers[8192] == ("do_bench",)
 
 
 def test_a_shape_without_a_timer_is_refused_by_name():
-    with pytest.raises(ValueError, match="rows=64 gets no timer"):
+    with pytest.raises(plan.ConfigError, match="shape.rows=64 gets no timer"):
         plan.expand(composed("timing.do_bench_min_rows=1024", "timing.cudagraph_max_rows=16", "shape.rows=[64]"), "cuda")
 
 
 def pairs_of(option: str) -> set[tuple[str, str]]:
     cfg = composed(f"op={option}")
-    return set(plan.pairs(list(cfg.op.names), list(cfg.backend.names)))
+    return set(plan.chosen_pairs(cfg))
 
 
 def test_op_groups():
     assert pairs_of("core") == ALL_PAIRS, "core is the design's two ops"
-    assert {op for op, _ in pairs_of("all")} == set(registry.ops()) == set(schema.OPS)
-    assert len(pairs_of("all")) == len(registry.REGISTRY)
+    assert pairs_of("all") == set(catalogue.pairs()), "op=all is every op of the catalogue"
     assert {op for op, _ in pairs_of("channel")} == {"dropout1d", "dropout2d", "dropout3d", "feature_dropout"}
     assert {op for op, _ in pairs_of("alpha")} == {"alpha_dropout", "feature_alpha_dropout"}
-    for op in registry.ops():  # one option per op, named after it
-        assert pairs_of(op) == {(op, backend) for backend in registry.backends(op)}
 
 
-def test_backend_triton_picks_the_seeded_kernel_of_every_op():
-    cfg = composed("op=all", "backend=triton")
-    assert set(plan.pairs(list(cfg.op.names), list(cfg.backend.names))) == {
-        (op, "triton_variational" if op == "variational" else "triton_seeded") for op in registry.ops()}
-
-
-def test_every_op_has_a_family():
-    assert set(families.FAMILIES) == set(registry.ops()) == set(schema.OPS)
+def test_schema_names_come_from_the_catalogue():
+    assert schema.OPS == list(catalogue.OPS)
+    assert schema.BACKENDS == [*catalogue.BACKENDS, schema.COPY]
     assert set(schema.CORE_OPS) <= set(schema.OPS)
-    assert set(CHANNEL_DIMS) == set(families.channel_ops())
+    assert set(CHANNEL_DIMS) == set(catalogue.channel_ops())
 
 
 def test_default_plan_shapes_of_every_op():
     points = [point for point in plan.expand(composed("op=all", "dtype=fp16"), "cuda") if not point.is_copy]
-    shapes = {op: list(dict.fromkeys(point.shape for point in points if point.op == op)) for op in registry.ops()}
+    shapes = {op: list(dict.fromkeys(point.shape for point in points if point.op == op)) for op in catalogue.OPS}
     for op, found in shapes.items():
         if op in CHANNEL_DIMS:
             expected = [(rows, *CHANNEL_DIMS[op]) for rows in DEFAULT_ROWS] + CONV_SHAPES[op]

@@ -53,11 +53,11 @@ def _claims(log_text: str) -> tuple[datetime, datetime]:
 def test_submitit_local_jobs_with_one_gpu_run_one_after_the_other(tmp_path):
     """Two jobs started at once by submitit's local executor, one GPU in device.gpus: never both at once."""
     sweep = tmp_path / "multirun"
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, PYTHONPATH=str(REPO / ".pkgroot") + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.pop("TRITON_INTERPRET", None)
     done = subprocess.run(
-        [sys.executable, "-m", "bench", "-m", "+preset=smoke", "device=cpu", "device.gpus=[7]", "backend=eager",
-         "op=dropout", "dtype=fp32,fp16", "hydra/launcher=cpu_local", f"hydra.sweep.dir={sweep}"],
+        [sys.executable, "-m", "dropbench.bench", "-m", "+preset=smoke", "device=cpu", "device.gpus=[7]", "backend=eager",
+         "op.names=dropout", "dtype=fp32,fp16", "hydra/launcher=cpu_local", f"hydra.sweep.dir={sweep}"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=240,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

@@ -72,10 +72,10 @@ def key(row) -> tuple:
 
 
 def multirun(sweep: Path, cwd: Path) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    env = dict(os.environ, PYTHONPATH=str(REPO / ".pkgroot") + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.pop("TRITON_INTERPRET", None)  # the app turns it on in each job: the CPU was asked for
     return subprocess.run(
-        [sys.executable, "-m", "bench", "-m", "+preset=smoke", "device=cpu", "backend=eager", "op=dropout",
+        [sys.executable, "-m", "dropbench.bench", "-m", "+preset=smoke", "device=cpu", "backend=eager", "op.names=dropout",
          "dtype=fp32,fp16", "hydra/launcher=cpu_local", f"hydra.sweep.dir={sweep}"],
         cwd=cwd, env=env, capture_output=True, text=True, timeout=180,
     )
@@ -86,7 +86,7 @@ def test_submitit_local_multirun_writes_job_csvs_merges_and_resumes(tmp_path):
     sweep = tmp_path / "multirun"
     done = multirun(sweep, tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    jobs = {dtype: sweep / f"+preset=smoke,backend=eager,device=cpu,dtype={dtype},op=dropout" for dtype in
+    jobs = {dtype: sweep / f"+preset=smoke,backend=eager,device=cpu,dtype={dtype},op.names=dropout" for dtype in
             ("fp32", "fp16")}
     csvs = {dtype: read(folder / "results.csv") for dtype, folder in jobs.items()}
     for dtype, rows in csvs.items():

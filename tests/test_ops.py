@@ -12,7 +12,7 @@ from test_element import dtypes_for, kept, saved_bytes
 
 from dropbench import kernels
 from dropbench.baselines import ops as eager_ops
-from dropbench.bench import registry
+from dropbench.bench import catalogue
 from dropbench.kernels import alpha, reference, variational
 
 SEED = 0x5EED_0F_C4A77E1
@@ -562,28 +562,28 @@ def test_dropout_inplace_traces_without_graph_break(device, generator):
     assert torch.equal(compiled_x, eager_x), "the compiled in-place op did not write x as eager does"
 
 
-# ---- baselines and registry ---------------------------------------------------------------------
+# ---- baselines and catalogue --------------------------------------------------------------------
 
 NEW_OPS = ["dropout_inplace", "dropout1d", "dropout2d", "dropout3d", "feature_dropout", "alpha_dropout",
            "feature_alpha_dropout"]
 
 
-def test_registry_names_every_new_op_with_the_three_backends():
+def test_catalogue_runs_every_new_op_on_the_three_backends():
     for op in NEW_OPS:
-        assert registry.backends(op) == ["triton_seeded", "eager", "compile"], op
-        assert registry.get(op, "triton_seeded").seeded and not registry.get(op, "eager").seeded
+        assert [backend for name, backend in catalogue.pairs() if name == op] == ["triton", "eager", "compile"], op
+        assert catalogue.implementation(op, "triton").bit_exact and not catalogue.implementation(op, "eager").bit_exact
 
 
 @pytest.mark.parametrize("op", NEW_OPS)
-def test_registry_triton_and_eager_entries_share_the_mask_structure(op, device, generator):
+def test_catalogue_triton_and_eager_share_the_mask_structure(op, device, generator):
     shape = {"dropout1d": (4, 24, 15), "dropout3d": (4, 24, 3, 5, 2)}.get(op, (4, 24, 3, 5))
     # Positive x: kept values are positive for every op (x * A + B > 0 too), dropped ones 0 or A * a' + B < 0.
     x = random_input(shape, torch.float32, device, generator).abs() + 0.5
     masks = {
-        backend: (registry.get(op, backend)(x.clone(), 0.5, SEED, 0) > 0).cpu()
-        for backend in ("triton_seeded", "eager")
+        backend: (catalogue.implementation(op, backend)(x.clone(), 0.5, SEED, 0) > 0).cpu()
+        for backend in ("triton", "eager")
     }
-    assert constant_along(masks["triton_seeded"]) == constant_along(masks["eager"]), f"{op}: mask structure differs"
+    assert constant_along(masks["triton"]) == constant_along(masks["eager"]), f"{op}: mask structure differs"
 
 
 def test_eager_inplace_baseline_writes_into_x(device, generator):

@@ -1,7 +1,7 @@
 """bench.runner and the dropbench-sweep app: rows, resume, faults, the correctness gate, the smoke run.
 
-Most tests run the smoke sweep with the compile backends replaced by eager stand-ins
-(monkeypatched registry entries), so they take seconds; the end-to-end test runs the
+Most tests run the smoke sweep with the compile backend replaced by an eager stand-in
+(a monkeypatched catalogue row), so they take seconds; the end-to-end test runs the
 real app, every backend included, in a subprocess. They run on the GPU where there is
 one (do_bench and CUDA-graph timers), else on the CPU (timer=cpu).
 """
@@ -11,6 +11,7 @@ import itertools
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,9 @@ import torch
 import torch.nn.functional as F
 from hydra import compose, initialize_config_dir
 
-from dropbench.bench import compare, plan, registry, runner, schema, summary, sweep
-from dropbench.bench.registry import Implementation
+from dropbench.bench import catalogue, compare, plan, runner, schema, summary, sweep
+from dropbench.bench.catalogue import Implementation
+from dropbench.bench.timing import Timing
 from dropbench.bench.steps import INPLACE_FWD_BWD
 from dropbench.plots import figures, load, render
 
@@ -44,9 +46,19 @@ def smoke_cfg(tmp_path, *overrides):
 @pytest.fixture
 def fast_compile(monkeypatch):
     """Stand in eager for torch.compile: the runner's logic, without seconds of compiling per shape."""
-    for op in registry.ops():
-        eager = registry.get(op, "eager")
-        monkeypatch.setitem(registry.REGISTRY, (op, "compile"), Implementation(op, "compile", eager.call, False))
+    monkeypatch.setitem(catalogue.BACKENDS, "compile", replace(catalogue.BACKENDS["compile"], wrap=""))
+
+
+def patch_implementation(monkeypatch, op, backend, call, bit_exact=False):
+    """The runner gets `call` for (op, backend), the catalogue's implementation for every other pair."""
+    real = catalogue.implementation
+
+    def implementation(op_name, backend_name):
+        if (op_name, backend_name) == (op, backend):
+            return Implementation(op, backend, call, bit_exact)
+        return real(op_name, backend_name)
+
+    monkeypatch.setattr(catalogue, "implementation", implementation)
 
 
 def read(path) -> list[dict]:
@@ -88,14 +100,14 @@ def test_backward_runs_where_timing_autograd_threads_says_and_the_rows_say_so(tm
         return real(direction, calls, grad_out)
 
     monkeypatch.setattr(runner, "make_step", recording_step)
-    rows = sweep_rows(tmp_path, f"timing.autograd_threads={threads}", "op=dropout")
+    rows = sweep_rows(tmp_path, f"timing.autograd_threads={threads}", "op.names=dropout")
     assert seen and set(seen) == {threads}, "the steps did not run under the configured setting"
     assert {row["autograd_threads"] for row in rows} == {str(threads and DEVICE == "cuda")}, \
         "the column says where backward ran: on the CPU always the calling thread"
 
 
 def test_a_setting_that_is_not_a_bool_is_refused(tmp_path):
-    with pytest.raises(ValueError, match="timing.autograd_threads must be true or false, got 'false'"):
+    with pytest.raises(plan.ConfigError, match="timing.autograd_threads=false: allowed: true, false"):
         runner.run(smoke_cfg(tmp_path, "timing.autograd_threads='false'"), DEVICE, progress=False)
 
 
@@ -170,15 +182,14 @@ def test_resume_keeps_the_copy_rows_as_keys(tmp_path, fast_compile):
 
 
 def test_an_oom_at_one_point_becomes_rows_and_the_sweep_goes_on(tmp_path, fast_compile, monkeypatch):
-    eager = registry.get("dropout", "eager")
+    eager = catalogue.implementation("dropout", "eager")
 
     def oom_at_eight_rows(x, p, seed, dim):
         if x.shape == (8, 256):
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return eager(x, p, seed, dim)
 
-    monkeypatch.setitem(registry.REGISTRY, ("dropout", "eager"),
-                        Implementation("dropout", "eager", oom_at_eight_rows, False))
+    patch_implementation(monkeypatch, "dropout", "eager", oom_at_eight_rows)
     rows = sweep_rows(tmp_path)
     failed = [row for row in rows if row["status"] != "ok"]
     assert {(row["backend"], row["rows"], row["direction"], row["timer"]) for row in failed} == {
@@ -221,8 +232,7 @@ def test_a_wrong_implementation_is_incorrect_and_not_timed(tmp_path, fast_compil
             sweep_shapes.append(tuple(x.shape))
         return F.dropout(x, 0.3, training=True)  # drops with the wrong p
 
-    monkeypatch.setitem(registry.REGISTRY, ("dropout", "compile"),
-                        Implementation("dropout", "compile", wrong_p, False))
+    patch_implementation(monkeypatch, "dropout", "compile", wrong_p)
     result = runner.run(smoke_cfg(tmp_path), DEVICE, progress=False)
     rows = read(tmp_path / "results.csv")
     bad = [row for row in rows if row["backend"] == "compile" and row["op"] == "dropout"]
@@ -246,9 +256,9 @@ def test_summary_names_the_best_backend_at_the_largest_shape(tmp_path, fast_comp
 
 
 def test_in_place_rows_time_fwd_and_bwd_and_skip_fwd_bwd(tmp_path, fast_compile):
-    rows = sweep_rows(tmp_path, "op=dropout_inplace", "backend=all")
+    rows = sweep_rows(tmp_path, "op.names=dropout_inplace", "backend=all")
     ops = [row for row in rows if row["op"] == "dropout_inplace"]
-    assert {row["backend"] for row in ops} == {"triton_seeded", "eager", "compile"}
+    assert {row["backend"] for row in ops} == {"triton", "eager", "compile"}
     for row in ops:
         if row["direction"] == "fwd+bwd":
             assert row["status"] == "skipped" and row["error"] == INPLACE_FWD_BWD and row["ms_median"] == ""
@@ -256,13 +266,13 @@ def test_in_place_rows_time_fwd_and_bwd_and_skip_fwd_bwd(tmp_path, fast_compile)
             assert row["status"] == "ok" and float(row["ms_median"]) > 0 and row["pct_of_copy"], row
             assert "first_grad_call_ms=" in row["config"], "the clone path's first call should be reported"
     saved = {row["backend"]: int(row["saved_bytes"]) for row in ops if row["status"] == "ok" and row["rows"] == "8"}
-    assert saved["triton_seeded"] == 0, "the seeded in-place op saves nothing for backward"
+    assert saved["triton"] == 0, "the seeded in-place op saves nothing for backward"
     assert saved["eager"] >= 8 * 256, "eager in-place dropout saves its mask"
     assert not summary.failures(rows), "skipped is not a failure"
 
 
 def test_channel_rows_carry_their_shape_and_share_their_copy(tmp_path):
-    rows = sweep_rows(tmp_path, "op=dropout2d", "backend=eager")
+    rows = sweep_rows(tmp_path, "op.names=dropout2d", "backend=eager")
     copies = {(row["rows"], row["cols"]): float(row["ms_median"]) for row in rows if row["op"] == "copy"}
     assert set(copies) == {("1", "256"), ("8", "256"), ("2", "128")}
     conv = [row for row in rows if row["op"] == "dropout2d" and row["rows"] == "2"]
@@ -275,26 +285,45 @@ def test_channel_rows_carry_their_shape_and_share_their_copy(tmp_path):
 
 
 @pytest.mark.parametrize("name, has_cuda, preset, expected", [
-    ("auto", True, False, ("cuda", False)),
-    ("auto", False, False, ("cpu", True)),     # no GPU, no preset: fall back to smoke, loudly
-    ("auto", False, True, ("cpu", False)),
-    ("cpu", True, False, ("cpu", False)),
+    ("auto", True, False, "cuda"),
+    ("auto", False, True, "cpu"),    # no GPU: main() chose +preset=smoke before Hydra composed
+    ("cpu", True, False, "cpu"),
+    ("cuda", True, True, "cuda"),
 ])
 def test_device_resolution(name, has_cuda, preset, expected):
-    cfg = smoke_cfg(Path("unused"), f"device={name}")
-    assert sweep.resolve_device(cfg, has_cuda, preset) == expected
+    assert sweep.resolve_device(name, has_cuda, preset) == expected
 
 
-def test_device_cuda_without_a_gpu_is_an_error():
-    with pytest.raises(RuntimeError, match="no CUDA device"):
-        sweep.resolve_device(smoke_cfg(Path("unused"), "device=cuda"), False, False)
+@pytest.mark.parametrize("name, preset, words", [
+    ("cuda", False, "device=cuda: torch sees no CUDA device"),
+    ("auto", False, "device=auto: the CUDA driver shows a GPU but torch sees none"),
+    ("tpu", False, "device=tpu: allowed: auto, cuda, cpu"),
+])
+def test_a_device_that_cannot_run_is_a_config_error(name, preset, words):
+    with pytest.raises(plan.ConfigError, match=words):
+        sweep.resolve_device(name, False, preset)
 
 
-def _app(tmp_path, *args):
-    env = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+@pytest.mark.parametrize("argv, has_gpu, fallback", [
+    ([], False, True),                                  # no GPU, nothing chosen: the smoke sweep
+    (["--cfg", "job", "dtype=fp16"], False, True),      # --cfg job shows what would run
+    ([], True, False),
+    (["+preset=ci"], False, False),                     # a preset is the user's choice
+    (["device=cpu"], False, False),                     # so is a device
+    (["device=auto"], False, True),
+    (["--help"], False, False),
+])
+def test_smoke_fallback_is_chosen_before_hydra_composes(argv, has_gpu, fallback, monkeypatch):
+    monkeypatch.setenv(sweep.SMOKE_FALLBACK_ENV, "")  # restored (unset) after the test: main() sets it
+    got = sweep.with_smoke_fallback(argv, has_gpu=lambda: has_gpu)
+    assert got == ([*argv, "+preset=smoke"] if fallback else argv), got
+
+
+def _app(tmp_path, *args, results_path=None):
+    env = dict(os.environ, PYTHONPATH=str(REPO / ".pkgroot") + os.pathsep + os.environ.get("PYTHONPATH", ""))
     env.pop("TRITON_INTERPRET", None)  # the app decides: the interpreter on the CPU only
     return subprocess.run(
-        [sys.executable, "-m", "bench", *args, f"results.path={tmp_path / 'smoke.csv'}",
+        [sys.executable, "-m", "dropbench.bench", *args, f"results.path={results_path or tmp_path / 'smoke.csv'}",
          f"hydra.run.dir={tmp_path / 'outputs'}"],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300,
     )
@@ -318,7 +347,7 @@ def test_smoke_preset_of_every_op_end_to_end(tmp_path):
     assert {row["shape"] for row in rows if row["op"] == "dropout2d"} == {"1x16x4x4", "8x16x4x4", "2x8x4x4", "2x2x8x8"}
     assert {row["timer"] for row in rows} == set(TIMERS)
     assert (tmp_path / "outputs" / ".hydra" / "config.yaml").exists(), "Hydra should keep the composed config"
-    assert (tmp_path / "outputs" / "dropbench-sweep.log").read_text().count("check ") == len(registry.REGISTRY)
+    assert (tmp_path / "outputs" / "dropbench-sweep.log").read_text().count("check ") == len(catalogue.pairs())
 
     # The CSV is what plots and compare read.
     results = load.load_results([path])
@@ -334,3 +363,197 @@ def test_smoke_preset_of_every_op_end_to_end(tmp_path):
     assert again.returncode == 0, again.stderr[-3000:]
     assert "NO GPU FOUND" in again.stderr and "timer=cpu" in again.stderr
     assert read(tmp_path / "smoke.csv") == rows, "the fallback is the smoke sweep: nothing new to measure"
+    assert again.stdout.strip().splitlines()[-1] == f"dropbench-sweep: 0 new rows; results in {path}", \
+        "the sweep should end by saying where the CSV went"
+
+
+# ---- one catalogue: a new op and a new backend are one row each ------------------------------------
+
+CALLED = []
+
+
+def twin_kernel(x, p, seed):
+    """A 'new' seeded kernel: the element kernel under another name, so it still matches the reference."""
+    from dropbench import kernels
+
+    CALLED.append("twin_kernel")
+    return kernels.seeded_dropout(x, p, seed)
+
+
+def traced(fn):
+    """A 'new' backend's wrapper: calls the op's eager function, and says it did."""
+    def call(*args):
+        CALLED.append("traced")
+        return fn(*args)
+    return call
+
+
+def test_a_new_op_and_backend_are_checked_and_timed_from_catalogue_rows_alone(tmp_path, monkeypatch):
+    CALLED.clear()
+    monkeypatch.setitem(catalogue.OPS, "dropout_twin", catalogue.Op(
+        kernel="test_runner:twin_kernel", eager="dropbench.baselines.eager:dropout",
+        reference="dropbench.kernels.reference:seeded_dropout"))
+    monkeypatch.setitem(catalogue.BACKENDS, "traced_eager", catalogue.Backend("eager", bit_exact=False,
+                                                                              wrap="test_runner:traced"))
+    rows = sweep_rows(tmp_path, "op.names=[dropout_twin]", "backend.names=[triton,traced_eager]")
+    twin = [row for row in rows if row["op"] == "dropout_twin"]
+    assert {row["backend"] for row in twin} == {"triton", "traced_eager"}
+    assert len(twin) == len(SMOKE_SHAPES) * len(TIMERS) * 3 * 2, "every shape, timer and direction of both"
+    assert all(row["status"] == "ok" and float(row["ms_median"]) > 0 for row in twin), twin
+    assert {"twin_kernel", "traced"} <= set(CALLED), "the rows' functions were not the ones run"
+
+
+# ---- what changes a measurement is recorded: variational_dim, samples -----------------------------
+
+def test_the_configured_variational_dim_reaches_the_implementation(tmp_path, fast_compile, monkeypatch):
+    dims = []
+    eager = catalogue.implementation("variational", "eager")
+
+    def recording(x, p, seed, dim):
+        dims.append(dim)
+        return eager(x, p, seed, dim)
+
+    patch_implementation(monkeypatch, "variational", "eager", recording)
+    sweep_rows(tmp_path, "op.names=variational", "backend=eager", "variational_dim=-1")
+    assert dims and set(dims) == {1}, f"variational_dim=-1 of a (rows, cols) input is dim 1, got {set(dims)}"
+
+
+@pytest.mark.skipif("variational_dim" not in schema.KEY_COLUMNS,
+                    reason="the schema's row key has no variational_dim yet (the results branch adds it)")
+def test_another_variational_dim_is_measured_not_skipped(tmp_path, fast_compile):
+    first = sweep_rows(tmp_path, "op.names=variational", "backend=eager")
+    rows = sweep_rows(tmp_path, "op.names=variational", "backend=eager", "variational_dim=1")
+    measured = [row for row in rows if row["op"] == "variational"]
+    assert {row["variational_dim"] for row in measured} == {"0", "1"}
+    assert len(rows) == 2 * len(first) - sum(row["op"] == "copy" for row in first), \
+        "the variational rows of dim 1 should be new rows, the copies reused"
+
+
+@pytest.mark.skipif("samples" not in schema.COLUMNS, reason="the schema has no samples column yet (results branch)")
+def test_rows_record_how_many_samples_they_timed(tmp_path, fast_compile):
+    cfg = smoke_cfg(tmp_path)
+    rows = sweep_rows(tmp_path)
+    expected = cfg.timing.cpu_reps if DEVICE == "cpu" else None
+    assert all(int(row["samples"]) >= 1 for row in rows), "every timed row has a sample count"
+    if expected:
+        assert {row["samples"] for row in rows} == {str(expected)}
+
+
+# ---- sane references: the copy is checked before anything is read against it --------------------
+
+def test_copy_timers_that_agree_or_are_not_bandwidth_bound_are_no_problem():
+    point = plan.copy_point("fp64", 4096, 49152, ("do_bench", "cudagraph"))
+    assert runner.copy_disagreement(point, {"do_bench": 0.760, "cudagraph": 0.775}, 5, 1 << 28) == ""
+    small = plan.copy_point("fp16", 1, 49152, ("do_bench", "cudagraph"))
+    assert runner.copy_disagreement(small, {"do_bench": 0.02, "cudagraph": 0.004}, 5, 1 << 28) == ""
+
+
+def test_copy_timers_that_disagree_say_by_how_much():
+    # The H200 case of issue 14: 4096 x 49152 fp64, CUDA graph 2762 GB/s against do_bench's 4245.
+    point = plan.copy_point("fp64", 4096, 49152, ("do_bench", "cudagraph"))
+    moved = 2 * point.numel * 8
+    problem = runner.copy_disagreement(
+        point, {"do_bench": moved / 4245e9 * 1e3, "cudagraph": moved / 2762e9 * 1e3}, 5, 1 << 28)
+    assert problem == ("copy timers disagree by more than timing.copy_tolerance_pct=5: "
+                       "do_bench 4245 GB/s, cudagraph 2762 GB/s"), problem
+
+
+def test_a_copy_whose_timers_keep_disagreeing_is_retimed_then_marked(tmp_path, fast_compile, monkeypatch):
+    # Two timers on the CPU stand in for a GPU's two: host made 3x slower than cpu, every time.
+    monkeypatch.setattr(plan, "timers_for", lambda device, rows, timing: ("cpu", "host"))
+    monkeypatch.setattr(runner, "DEVICE_TIMERS", ("cpu", "host"))
+    real, copy_calls = runner.measure, []
+
+    def slow_host(build, timer, timing):
+        result = real(build, timer, timing)
+        return replace(result, median=result.median * 3) if timer == "host" else result
+
+    monkeypatch.setattr(runner, "measure", slow_host)
+    rows = sweep_rows(tmp_path, "op.names=dropout", "backend=eager", "timing.bandwidth_bound_bytes=1",
+                      "timing.copy_retimes=2", "timing.host_calls=2", "timing.host_rounds=2")
+    copies = [row for row in rows if row["op"] == "copy"]
+    assert copies and all(row["status"] == runner.SUSPECT_COPY for row in copies), copies
+    assert all("copy timers disagree" in row["error"] for row in copies)
+    ops = [row for row in rows if row["op"] == "dropout"]
+    assert ops and all(row["status"] == "ok" and row["pct_of_copy"] == "" for row in ops), \
+        "no op row should be read against a suspect copy"
+    assert all("suspect_copy: the copy's timers disagree" in row["error"] for row in ops if row["timer"] == "cpu")
+
+
+def test_an_op_reading_more_than_its_copy_retimes_it_once_then_flags_the_row(tmp_path, fast_compile, monkeypatch):
+    retimes = []
+    real = runner.Sweep._retime_copy
+
+    def counting(self, point, timer):
+        retimes.append((point.rows, point.cols, timer))
+        return real(self, point, timer)
+
+    monkeypatch.setattr(runner.Sweep, "_retime_copy", counting)
+    rows = sweep_rows(tmp_path, "op.names=dropout", "backend=eager", "timing.bandwidth_bound_bytes=1",
+                      "timing.max_pct_of_copy=0.001")
+    ops = [row for row in rows if row["op"] == "dropout"]
+    assert ops and all(row["status"] == "ok" and row["pct_of_copy"] == "" for row in ops)
+    assert all(row["error"].startswith("suspect_copy: reads") for row in ops), ops[0]["error"]
+    assert sorted(retimes) == sorted(set(retimes)) and len(retimes) == len(SMOKE_SHAPES) * len(TIMERS), \
+        "each copy should be re-timed once, not once per row"
+
+
+def test_a_retimed_copy_that_settles_it_is_used_and_said(tmp_path, fast_compile, monkeypatch):
+    monkeypatch.setattr(runner.Sweep, "_retime_copy", lambda self, point, timer: Timing(1e-9, 1e-9, 1e-9, 3))
+    rows = sweep_rows(tmp_path, "op.names=dropout", "backend=eager", "timing.bandwidth_bound_bytes=1",
+                      "timing.max_pct_of_copy=0.001")
+    ops = [row for row in rows if row["op"] == "dropout"]
+    assert all(float(row["pct_of_copy"]) < 0.001 for row in ops), "pct_of_copy should use the re-timed copy"
+    assert all("pct_of_copy against the copy re-timed at 1e-09 ms" in row["error"] for row in ops)
+
+
+# ---- a command line that explains itself -------------------------------------------------------------
+
+def _other_devices_file(tmp_path) -> Path:
+    path = tmp_path / "h100.csv"
+    row = {"op": "copy", "backend": "copy", "dtype": "fp32", "rows": 1, "cols": 256, "shape": "1x256", "numel": 256,
+           "p": 0.0, "direction": "fwd", "timer": "do_bench", "variational_dim": 0, "autograd_threads": "False",
+           "status": "ok", "ms_median": 0.001, "device": "NVIDIA H100 80GB HBM3"}
+    with open(path, "w", newline="") as file:
+        writer = csv.DictWriter(file, schema.COLUMNS, extrasaction="ignore", lineterminator="\n")
+        writer.writeheader()
+        writer.writerow(row)
+    return path
+
+
+@pytest.mark.parametrize("args, words", [
+    (["p=[1.5]"], "p=[1.5]: allowed: a number in [0, 1]"),
+    (["dtype.names=[fp8]"], "dtype.names: unknown fp8; allowed: fp16, bf16, fp32, fp64"),
+    (["variational_dim=5"], "variational_dim=5: allowed: 0 or 1"),
+    (["backend.names=[triton_seeded]"], "backend.names: unknown triton_seeded; allowed: triton, eager, compile, all"),
+    (["RESULTS_DIR"], "is a directory; allowed: the path of a CSV file"),
+    (["OTHER_DEVICE", "+preset=smoke", "device=cpu"], "holds rows measured on NVIDIA H100 80GB HBM3, not cpu"),
+    pytest.param(["device=cuda"], "device=cuda: torch sees no CUDA device",
+                 marks=pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")),
+])
+def test_a_bad_config_is_one_line_and_exit_2(tmp_path, args, words):
+    results_path = None
+    if "RESULTS_DIR" in args:
+        args, results_path = [arg for arg in args if arg != "RESULTS_DIR"], tmp_path
+    if "OTHER_DEVICE" in args:
+        args, results_path = [arg for arg in args if arg != "OTHER_DEVICE"], _other_devices_file(tmp_path)
+    done = _app(tmp_path, *args, results_path=results_path)
+    assert done.returncode == 2, f"exit {done.returncode}: {done.stderr[-2000:]}"
+    errors = [line for line in done.stderr.splitlines() if line.startswith("dropbench-sweep: error: ")]
+    assert len(errors) == 1 and words in errors[0], f"expected one line with {words!r}, got: {done.stderr[-2000:]}"
+    assert "Traceback" not in done.stderr
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="shows the CPU fallback: needs a machine without a GPU")
+def test_cfg_job_on_a_cpu_shows_the_smoke_config_that_runs(tmp_path):
+    done = _app(tmp_path, "--cfg", "job")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "cols: 256" in done.stdout and "cols: 49152" not in done.stdout, "not the smoke sweep's shapes"
+
+
+def test_help_describes_the_app_and_its_common_commands(tmp_path):
+    done = _app(tmp_path, "--help")
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("dropbench-sweep: time dropout")
+    for command in ("+preset=smoke", "+preset=ci", "--cfg job", "dropbench-compare", "op: all, alpha, channel, core"):
+        assert command in done.stdout, f"--help does not mention {command}"
