@@ -21,7 +21,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from dropbench.bench import table
-from dropbench.bench.schema import COLUMNS, KEY_COLUMNS, MASK_CONTRACT
+from dropbench.bench.schema import COLUMNS, KEY_COLUMNS, MASK_CONTRACT, legacy_autograd_threads
 from dropbench.bench.table import HEADER, TableError, format_line  # noqa: F401 (HEADER: re-exported)
 
 log = logging.getLogger(__name__)
@@ -119,6 +119,7 @@ class ResultsFile:
         """Open (and resume) path for rows measured on device_name, with autograd_threads where given:
         rows measured otherwise raise ResultsError instead of mixing into one file."""
         self.path = Path(path)
+        self.autograd_threads = autograd_threads
         if self.path.is_dir():
             raise ResultsError(f"{self.path} is a directory; results.path names a CSV file")
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -183,8 +184,14 @@ class ResultsFile:
         os.fsync(self._file.fileno())
 
     def write(self, row: dict) -> None:
-        """Append one measurement; its key must be new to this file."""
-        row = {"variational_dim": 0, "mask_contract": MASK_CONTRACT, **row}
+        """Append one measurement; its key must be new to this file.
+
+        Columns the caller leaves out get what a row of the first files meant (variational_dim 0),
+        this version's mask contract, and the file's autograd_threads setting where it was given.
+        """
+        threads = self.autograd_threads if self.autograd_threads is not None else \
+            legacy_autograd_threads(row.get("device", ""))
+        row = {"variational_dim": 0, "mask_contract": MASK_CONTRACT, "autograd_threads": threads, **row}
         key = key_of(row)
         if key in self.done:
             raise ResultsError(f"{self.path} already has a row for {key}")
