@@ -33,7 +33,7 @@ from typing import Any, Iterable
 import pandas as pd
 
 from dropbench.bench import table
-from dropbench.bench.schema import KEY_COLUMNS
+from dropbench.bench.schema import COLUMNS, KEY_COLUMNS
 from dropbench.bench.table import TableError
 
 try:
@@ -66,7 +66,7 @@ def merge(paths: Iterable[str | Path]) -> pd.DataFrame:
     best = ranked.sort_values(["_ok", "timestamp", "_order"], kind="stable").drop_duplicates(KEY_COLUMNS, keep="last")
     # First-measured order: each job's rows stay in the order it measured them.
     merged = best.sort_values("_order").drop(columns=["_ok", "_order", table.SOURCE])
-    return table.derive(merged.reset_index(drop=True))
+    return table.derive(merged.reset_index(drop=True))[COLUMNS]  # the file's columns
 
 
 def write(frame: pd.DataFrame, out: str | Path) -> Path:

@@ -54,7 +54,7 @@ def test_a_file_without_shape_and_autograd_threads_is_upgraded(tmp_path, rng):
     (old,) = table.read(path).to_dict("records")
     assert (old["shape"], old["autograd_threads"], old["variational_dim"], old["mask_contract"]) == \
         ("8x256", True, 0, "v1"), "an old GPU file reads as (rows, cols), device thread, dim 0, contract v1"
-    assert old["samples"] is pd.NA, "old files did not record samples: empty, not invented"
+    assert pd.isna(old["samples"]), "old files did not record samples: empty, not invented"
 
 
 def test_old_backend_names_read_as_triton(tmp_path, rng):
