@@ -451,15 +451,16 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_BAD_INPUT
 
     result = compare(baseline, new, args.threshold, dict(args.threshold_for), dict(args.floor_us), args.spread_k)
-    if compared(result) == 0 and not args.allow_empty:
-        print(f"dropbench-compare: error: {_nothing_compared(baseline, new)}", file=sys.stderr)
-        return EXIT_EMPTY
     if args.min_pct_of_copy is None:
         floor = new.iloc[0:0]
     else:
         floor = below_floor(new, args.min_pct_of_copy, args.floor_min_rows)
-    drift = copy_drift(baseline, new)
     failed = has_failed(result, floor, args.fail_on_missing)
+    # A failure (a broken row) outranks an empty comparison; an empty one never passes silently.
+    if not failed and compared(result) == 0 and not args.allow_empty:
+        print(f"dropbench-compare: error: {_nothing_compared(baseline, new)}", file=sys.stderr)
+        return EXIT_EMPTY
+    drift = copy_drift(baseline, new)
     devices = (set(baseline["device"]), set(new["device"]))
 
     print(render_text(result, floor, drift, failed, devices, args.verbose))

@@ -94,7 +94,7 @@ def load_text(path: str | Path) -> tuple[pd.DataFrame, bool]:
     if partial:
         log.warning("%s: dropping a partial last line (an interrupted run): %r", path, partial[:80])
     if not text.strip():
-        return pd.DataFrame(columns=schema.COLUMNS, dtype=str), False
+        raise TableError(f"{path}: empty file (no header, no rows)")
     try:
         raw = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False)
     except pd.errors.ParserError as exc:
