@@ -331,8 +331,9 @@ def ci_run(rng, medians=None, shift_ms=lambda rows, ms: 0.0, jitter_ms=None):
                 for direction in ("fwd", "bwd"):
                     key = (rows, dtype, op, direction)
                     base = medians.setdefault(key, median * rng.uniform(0.9, 1.1))
-                    # A/A jitter: at most the smallest spread this row can have, plus the excess seen.
-                    limit = 0.8 * spread + AA_EXCESS_MS if jitter_ms is None else jitter_ms
+                    # A/A jitter: each run half of what two runs differed by in the committed pairs
+                    # (the smallest spread this row can have, plus the excess seen).
+                    limit = (0.8 * spread + AA_EXCESS_MS) / 2 if jitter_ms is None else jitter_ms
                     ms = base + rng.uniform(-limit, limit) + shift_ms(rows, base)
                     width = spread * rng.uniform(0.8, 1.2)
                     rows_out.append(row(op=op, dtype=dtype, rows=rows, cols=49152, shape=f"{rows}x49152",
@@ -365,9 +366,10 @@ def test_a_planted_8_percent_slowdown_at_1024_rows_and_more_is_caught(tmp_path, 
 
 
 def test_a_planted_2_us_at_one_row_is_caught(tmp_path, rng):
-    first, medians = ci_run(rng)
-    # +2 us at one row, with jitter of the size seen at a median A/A pair (0.2 us).
-    slow, _ = ci_run(rng, medians, shift_ms=lambda rows, ms: 0.002 if rows == 1 else 0.0, jitter_ms=0.0002)
+    # +2 us at one row, the runs differing by at most the median A/A difference there (0.2 us): the
+    # model sees spread + 1 us, about 1.5 us, so a +2 us slowdown stands 0.3 us clear of the noise.
+    first, medians = ci_run(rng, jitter_ms=0.0001)
+    slow, _ = ci_run(rng, medians, shift_ms=lambda rows, ms: 0.002 if rows == 1 else 0.0, jitter_ms=0.0001)
     code, result = run(tmp_path, first, slow)
     caught = result.loc[result["verdict"] == "regression", "rows"]
     assert code == 1 and list(set(caught)) == [1] and len(caught) == 8, \
