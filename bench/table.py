@@ -133,6 +133,20 @@ def typed(frame: pd.DataFrame, path: str | Path) -> pd.DataFrame:
                              f"is not {'an integer' if column in schema.INT_COLUMNS else 'a number'}")
         frame[column] = numbers.astype("Int64") if column in schema.INT_COLUMNS else numbers.astype(float)
     frame["autograd_threads"] = frame["autograd_threads"] == "True"
+    mismatched = (frame["op"] == schema.COPY) != (frame["backend"] == schema.COPY)
+    if mismatched.any():
+        bad = frame[mismatched].iloc[0]
+        raise TableError(f"{path}: line {_line(mismatched)} has op {bad['op']} with backend {bad['backend']}; "
+                         f"op copy goes with backend copy only")
+    sizes = frame["shape"].str.split("x")
+    first = pd.to_numeric(sizes.str[0], errors="coerce")
+    rest = sizes.str[1:].map(lambda dims: float(np.prod([float(d) if d.isdigit() else np.nan for d in dims]))
+                             if len(dims) else np.nan)
+    wrong = ~((first == frame["rows"]) & (rest == frame["cols"])).fillna(False).astype(bool)
+    if wrong.any():
+        bad = frame[wrong].iloc[0]
+        raise TableError(f"{path}: line {_line(wrong)} has shape {bad['shape']!r}; expected {bad['rows']}x... "
+                         f"with the rest multiplying to cols = {bad['cols']}")
     return frame
 
 

@@ -23,6 +23,8 @@ def load_results(paths: list[str | Path]) -> pd.DataFrame:
     so two runs on one figure can always be told apart in the legend.
     """
     results = table.read(paths)
+    if results.empty:
+        raise ResultsError(f"{', '.join(map(str, paths))}: no rows to plot (a header only)")
     results["run"] = _run_labels(results, [Path(path) for path in paths])
     return results
 
