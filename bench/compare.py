@@ -14,7 +14,7 @@ distribution, not just its tails. A pair is a regression only when BOTH hold:
 
 Why these numbers: in the committed A/A pairs (two runs of unchanged code: H100 CI preset,
 results/ci-demo-h100-2026-11-23-v2/ci-a vs ci-b; H200, results/multi-gpu-h200x2-2026-11-23
-one GPU vs two) no median moved more than 0.15 us beyond the larger p20-p80 spread; under
+one GPU vs two) no median moved more than 0.17 us beyond the larger p20-p80 spread; under
 CUDA graphs the largest move was 0.58 us (5.9 us rows, spread 0.42 us: +10% there is noise,
 the issue-14 false alarm), under do_bench at >= 8192 rows 1.9 us. The floors are about twice
 those moves. What this can still see: a planted 8% slowdown at >= 1024 rows (6 us and more

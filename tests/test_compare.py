@@ -318,8 +318,8 @@ def test_a_pair_measured_with_different_autograd_threads_says_so(tmp_path):
 #: rows, timer, median ms, p20-p80 spread ms.
 CI_CLASSES = [(1, "cudagraph", 0.0058, 0.00045), (64, "cudagraph", 0.0104, 0.00040),
               (1024, "cudagraph", 0.073, 0.0014), (8192, "do_bench", 0.535, 0.0018)]
-#: The largest move of a median beyond its spread in the committed A/A pairs: 0.15 us.
-AA_EXCESS_MS = 0.00015
+#: The largest move of a median beyond its spread in the committed A/A pairs: 0.17 us.
+AA_EXCESS_MS = 0.00017
 
 
 def ci_run(rng, medians=None, shift_ms=lambda rows, ms: 0.0, jitter_ms=None):
