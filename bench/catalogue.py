@@ -69,12 +69,12 @@ class Backend:
 
 OPS: dict[str, Op] = {
     "dropout": Op(f"{_KERNELS}:seeded_dropout", "dropbench.baselines.eager:dropout", f"{_REFERENCE}:seeded_dropout",
-                  chosen_config="dropbench.kernels.seeded:chosen_config"),
+                  chosen_config="dropbench.kernels.element:chosen_config"),
     "variational": Op(f"{_KERNELS}:variational_dropout", "dropbench.baselines.eager:variational_dropout",
                       f"{_REFERENCE}:variational_dropout", mask=VARIATIONAL,
                       chosen_config="dropbench.kernels.variational:chosen_config"),
     "dropout_inplace": Op(f"{_KERNELS}:dropout_", f"{_EAGER}:dropout_inplace", f"{_REFERENCE}:seeded_dropout",
-                          inplace=True, chosen_config="dropbench.kernels.seeded:chosen_inplace_config"),
+                          inplace=True, chosen_config="dropbench.kernels.element:chosen_inplace_config"),
     "dropout1d": Op(f"{_KERNELS}:dropout1d", f"{_EAGER}:dropout1d", f"{_REFERENCE}:feature_dropout",
                     mask=CHANNEL, rank=3, chosen_config="dropbench.kernels.variational:chosen_config"),
     "dropout2d": Op(f"{_KERNELS}:dropout2d", f"{_EAGER}:dropout2d", f"{_REFERENCE}:feature_dropout",

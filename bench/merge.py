@@ -1,17 +1,18 @@
-"""`dropbench-merge OUT.csv IN.csv...` (also `python -m bench.merge`): join per-job results CSVs into one.
+"""`dropbench-merge OUT.csv IN.csv...` (also `python -m dropbench.bench.merge`): join per-job results CSVs into one.
 
 A sweep spread over a launcher (`-m ... hydra/launcher=slurm`) leaves one results.csv
-per job; plots and compare read one file. The merged file has the same columns in
-the same order (schema.COLUMNS) and each key (schema.KEY_COLUMNS) once:
+per job; plots and compare read one file. Each input is read by bench.table (a partial
+last line is left out, older files are upgraded, a missing or binary file is refused in
+one line); the merged file has this version's columns and each key (schema.KEY_COLUMNS)
+once:
 
-* the union of every input's rows; a partial last line (a job killed mid-write) is
-  left out, as the runner's resume would drop it;
 * the same key in two files (a job re-run into another folder, overlapping splits):
   an ok row beats a row that is not ok, and between two rows equally ok the newer
   `timestamp` wins (the later input on a tie);
-* rows from more than one device are refused: the key has no device column, so such
-  rows would overwrite each other (give each GPU type its own merge);
-* files written before the `shape` column get it, as rows x cols.
+* rows from more than one device, or of more than one timing.autograd_threads, are
+  refused: neither is in the key, so such rows would overwrite each other;
+* the derived columns are recomputed over the merged rows (bench.table.derive), so a
+  job's rows read against a copy another job measured.
 
 MergeCallback runs this at the end of a Hydra multirun and reports, in the log and one
 summary line, every job that left no CSV or stopped part-way (killed: OOM, time limit),
@@ -31,8 +32,9 @@ from typing import Any, Iterable
 
 import pandas as pd
 
-from dropbench.bench.results import key_of, read_csv_text
-from dropbench.bench.schema import COLUMNS
+from dropbench.bench import table
+from dropbench.bench.schema import COLUMNS, KEY_COLUMNS
+from dropbench.bench.table import TableError
 
 try:
     from hydra.experimental.callback import Callback
@@ -50,61 +52,26 @@ class MergeError(ValueError):
     """Inputs that cannot be merged into one results file; the message says why."""
 
 
-def read_rows(path: str | Path) -> list[dict]:
-    """The complete rows of one results CSV, every cell a string as written."""
-    path = Path(path)
-    data = path.read_bytes()
-    if not data:
-        return []
-    if not data.endswith(b"\n"):
-        keep = data.rfind(b"\n") + 1
-        log.warning("%s: leaving out a partial last line (an interrupted job): %r", path, data[keep:][:80])
-        data = data[:keep]
-    rows = read_csv_text(data.decode("utf-8"))
-    if rows is None:
-        raise MergeError(f"{path}: the header is not bench.schema.COLUMNS (another version's file?)")
-    return rows
-
-
-def _rank(row: dict, order: int) -> tuple:
-    return (row["status"] == "ok", row["timestamp"], order)  # ISO 8601 UTC sorts as text
-
-
 def merge(paths: Iterable[str | Path]) -> pd.DataFrame:
-    """One DataFrame, columns schema.COLUMNS, every key once (see the module docstring for which row wins).
-
-    Cells stay the strings the runner wrote, so writing the frame back with
-    `to_csv(index=False)` reproduces each kept row as it was.
-    """
-    best: dict[tuple, tuple[tuple, dict]] = {}
-    devices: dict[str, str] = {}
-    settings: dict[str, str] = {}
-    order = 0
-    for path in paths:
-        for row in read_rows(path):
-            devices.setdefault(row["device"], str(path))
-            settings.setdefault(row["autograd_threads"], str(path))
-            rank = _rank(row, order)
-            order += 1
-            key = key_of(row)
-            if key not in best or rank > best[key][0]:
-                best[key] = (rank, row)
-    if len(devices) > 1:
-        raise MergeError("rows from more than one device: "
-                         + "; ".join(f"{device} (e.g. {path})" for device, path in devices.items()))
-    if len(settings) > 1:  # the key does not hold it: one setting's rows would replace the other's
-        raise MergeError("rows measured with more than one timing.autograd_threads: "
-                         + "; ".join(f"{value} (e.g. {path})" for value, path in settings.items()))
-    # First-seen key order: each job's rows stay in the order it measured them.
-    return pd.DataFrame([row for _, row in best.values()], columns=COLUMNS, dtype=str)
+    """One frame of every input's rows, every key once (see the module docstring for which row wins)."""
+    paths = list(paths)
+    rows = table.read(paths, derived=False)
+    for column, what in [("device", "device"), ("autograd_threads", "timing.autograd_threads")]:
+        first = rows.drop_duplicates(column)
+        if len(first) > 1:
+            raise MergeError(f"rows of more than one {what}: " + "; ".join(
+                f"{value} (e.g. {paths[source]})" for value, source in zip(first[column], first[table.SOURCE])))
+    # Best last: ok over not ok, then the newer timestamp (ISO 8601 UTC sorts as text), then the later input.
+    ranked = rows.assign(_ok=rows["status"] == "ok", _order=range(len(rows)))
+    best = ranked.sort_values(["_ok", "timestamp", "_order"], kind="stable").drop_duplicates(KEY_COLUMNS, keep="last")
+    # First-measured order: each job's rows stay in the order it measured them.
+    merged = best.sort_values("_order").drop(columns=["_ok", "_order", table.SOURCE])
+    return table.derive(merged.reset_index(drop=True))[COLUMNS]  # the file's columns
 
 
 def write(frame: pd.DataFrame, out: str | Path) -> Path:
-    """Write a merged frame as a results CSV (the runner's layout: header, '\\n' line ends)."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    frame.to_csv(out, index=False, lineterminator="\n")
-    return out
+    """Write a merged frame as a results CSV (the runner's line format)."""
+    return table.write(frame, out)
 
 
 # -- a multirun's jobs ---------------------------------------------------------------------
@@ -159,7 +126,7 @@ def find_jobs(sweep_dir: str | Path, task_overrides: list[str] | None = None) ->
         status = status_file.read_text().strip() if status_file.exists() else ""
         job = Job(overrides, folder, status)
         if job.csv.exists():
-            job.rows = len(read_rows(job.csv))
+            job.rows = len(table.read(job.csv, derived=False))
         found[frozenset(overrides)] = job
     jobs = list(found.values())
     for overrides in expected_overrides(task_overrides or []):
@@ -232,9 +199,11 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     try:
         frame = merge(args.inputs)
-    except MergeError as exc:
-        sys.exit(f"dropbench-merge: {exc}")
-    write(frame, args.out)
+        write(frame, args.out)
+    except (MergeError, TableError) as exc:
+        sys.exit(f"dropbench-merge: error: {exc}")
+    except OSError as exc:  # the output cannot be written
+        sys.exit(f"dropbench-merge: error: cannot write {args.out}: {exc.strerror}")
     print(f"{len(frame)} rows from {len(args.inputs)} files -> {args.out}")
 
 

@@ -1,18 +1,16 @@
-"""The results CSV on disk: environment columns, fault-tolerant appends, and resume.
+"""The results CSV as the runner writes it: environment columns, fault-tolerant appends, and resume.
 
 Every row is one `write()` of a complete line followed by flush and fsync, so a
 killed sweep leaves at most one partial last line; opening the file again drops
-that line, reads the keys already measured (schema.KEY_COLUMNS) so the sweep can
-skip them, and appends. A file written before a column existed (schema.ADDED_COLUMNS:
-`shape`, `autograd_threads`) is rewritten first with it (rows x cols, the only shape
-there was; schema.fill_added says what autograd_threads was), then appended to.
-The csv module (not pandas) keeps this independent of the pandas version.
+that line from the disk, reads the keys already measured (schema.KEY_COLUMNS) so
+the sweep can skip them, and appends. A file of an older version (fewer columns,
+old backend names: bench.schema.upgrade_row) is rewritten first in this version's
+columns, then appended to. Reading goes through bench.table, the one reader.
 """
 
 from __future__ import annotations
 
 import csv
-import io
 import logging
 import os
 import re
@@ -22,12 +20,13 @@ import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 
-from dropbench.bench.schema import ADDED_COLUMNS, COLUMNS, KEY_COLUMNS, fill_added
+from dropbench.bench import table
+from dropbench.bench.schema import COLUMNS, KEY_COLUMNS, MASK_CONTRACT, legacy_autograd_threads
+from dropbench.bench.table import HEADER, TableError, format_line  # noqa: F401 (HEADER: re-exported)
 
 log = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[1]
-HEADER = ",".join(COLUMNS) + "\n"
 
 
 class ResultsError(ValueError):
@@ -86,67 +85,45 @@ def environment(device: str) -> dict:
         "cuda": torch.version.cuda or "",
         "commit": git_commit(),
         "host": socket.gethostname(),
+        "mask_contract": MASK_CONTRACT,
         "run_id": f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:6]}",
     }
 
 
 def key_of(row: dict) -> tuple:
-    """A row's key with typed numbers, so '0.5' read back equals 0.5 measured."""
-    op, backend, dtype, rows, cols, shape, p, direction, timer = (row[column] for column in KEY_COLUMNS)
+    """A row's key (schema.KEY_COLUMNS order) with typed numbers, so '0.5' read back equals 0.5 measured.
+
+    A row without variational_dim (a caller from before the column) has 0 there, as old files do.
+    """
+    op, backend, dtype, rows, cols, shape, p, direction, timer = (row[column] for column in KEY_COLUMNS[:-1])
     if not shape:
         raise ValueError("empty shape")
-    return (op, backend, dtype, int(rows), int(cols), str(shape), float(p), direction, timer)
+    return (op, backend, dtype, int(rows), int(cols), str(shape), float(p), direction, timer,
+            int(row.get("variational_dim") or 0))
 
 
-def read_csv_text(text: str) -> list[dict] | None:
-    """The rows of a results CSV's text, every cell a string; None if its header is not a known version's.
+class Keys(set):
+    """The keys a file holds. Compatibility: a key without its last field (variational_dim, the
+    runner's until it writes that column) is looked up with the value old files have, 0."""
 
-    A known version's header is COLUMNS, less some of the ADDED_COLUMNS: rows of those files
-    get the missing columns filled (schema.fill_added).
-    """
-    if text.startswith(HEADER):
-        return list(csv.DictReader(io.StringIO(text)))
-    if not is_older_header(header_of(text)):
-        return None
-    return [fill_added(row) for row in csv.DictReader(io.StringIO(text))]
-
-
-def header_of(text: str) -> list[str]:
-    """The column names on a CSV text's first line."""
-    return text.split("\n", 1)[0].rstrip("\r").split(",")
-
-
-def is_older_header(header: list[str]) -> bool:
-    """Whether `header` is COLUMNS with some of the ADDED_COLUMNS left out (a file of an older version)."""
-    missing = set(COLUMNS) - set(header)
-    return bool(missing) and missing <= set(ADDED_COLUMNS) and header == [c for c in COLUMNS if c in header]
-
-
-def _cell(value, exact: bool = False) -> str:
-    if value is None:
-        return ""
-    if isinstance(value, float) and not exact:
-        return f"{value:.6g}"  # measurements: 6 significant digits are more than their noise
-    return str(value)  # str(float) round-trips, so a key read back equals the key written
-
-
-def format_line(row: dict) -> str:
-    """One complete CSV line (with its newline) holding every schema column, in order."""
-    buffer = io.StringIO()
-    cells = [_cell(row.get(column), exact=column in KEY_COLUMNS) for column in COLUMNS]
-    csv.writer(buffer, lineterminator="\n").writerow(cells)
-    return buffer.getvalue()
+    def __contains__(self, key) -> bool:
+        if len(key) == len(KEY_COLUMNS) - 1:
+            key = (*key, 0)
+        return super().__contains__(key)
 
 
 class ResultsFile:
-    """A results CSV opened for appending, with the rows it already held."""
+    """A results CSV opened for appending, with the rows it already held (cells as text)."""
 
     def __init__(self, path: str | Path, device_name: str, autograd_threads: bool | None = None):
         """Open (and resume) path for rows measured on device_name, with autograd_threads where given:
         rows measured otherwise raise ResultsError instead of mixing into one file."""
         self.path = Path(path)
+        self.autograd_threads = autograd_threads
+        if self.path.is_dir():
+            raise ResultsError(f"{self.path} is a directory; results.path names a CSV file")
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.rows, missing_columns = self._read_existing()
+        self.rows, needs_upgrade = self._read_existing()
         self.resumed = len(self.rows)
         others = sorted({row["device"] for row in self.rows} - {device_name})
         if others:
@@ -160,48 +137,39 @@ class ResultsFile:
                 f"{self.path} holds rows measured with timing.autograd_threads={', '.join(settings)}, "
                 f"this sweep uses {autograd_threads}; give it its own file (results.path=...)"
             )
-        if missing_columns:
-            self._rewrite(self.rows, missing_columns)  # only once the file is known to be this sweep's
-        self.done = {key_of(row) for row in self.rows}
+        if needs_upgrade:
+            self._rewrite(self.rows)  # only once the file is known to be this sweep's
+        self.done = Keys(key_of(row) for row in self.rows)
         self._file = open(self.path, "a", newline="", encoding="utf-8")
         if self._file.tell() == 0:
             self._append(HEADER)
 
-    def _read_existing(self) -> tuple[list[dict], list[str]]:
-        """The file's rows (older versions' filled in), and the columns its header lacks."""
-        if not self.path.exists() or self.path.stat().st_size == 0:
-            return [], []
-        data = self.path.read_bytes()
-        if not data.endswith(b"\n"):
-            # A kill mid-write leaves at most one partial line (each row is one write()).
-            keep = data.rfind(b"\n") + 1
-            log.warning("%s: dropping a partial last line left by an interrupted run: %r",
-                        self.path, data[keep:][:80])
-            with open(self.path, "r+b") as file:
-                file.truncate(keep)
-                file.flush()
-                os.fsync(file.fileno())
-            data = data[:keep]
-        if not data:
-            return [], []
-        text = data.decode("utf-8")
-        rows = read_csv_text(text)
-        if rows is None:
-            raise ResultsError(
-                f"{self.path} exists but its header is not this version's columns "
-                f"(bench.schema.COLUMNS); give another results.path"
-            )
-        for line, row in enumerate(rows, start=2):
-            try:
-                key_of(row)
-            except (TypeError, ValueError, KeyError):
-                raise ResultsError(f"{self.path}: line {line} has a malformed key: {row}") from None
-        return rows, [column for column in ADDED_COLUMNS if column not in header_of(text)]
+    def _read_existing(self) -> tuple[list[dict], bool]:
+        """The file's rows in this version's columns, and whether the file must be rewritten so."""
+        if not self.path.exists():
+            return [], False
+        try:
+            text, partial = table.complete_text(self.path)
+            if partial:  # a kill mid-write leaves at most one partial line (each row is one write())
+                log.warning("%s: dropping a partial last line left by an interrupted run: %r",
+                            self.path, partial[:80])
+                with open(self.path, "r+b") as file:
+                    file.truncate(len(text.encode("utf-8")))
+                    file.flush()
+                    os.fsync(file.fileno())
+            if not text:
+                return [], False
+            frame, needs_upgrade = table.load_text(self.path)
+            table.typed(frame, self.path)  # every cell as this version reads it
+            table.check_unique(frame, self.path)
+        except TableError as exc:
+            raise ResultsError(f"{exc}; give another results.path") from None
+        return frame.to_dict("records"), needs_upgrade
 
-    def _rewrite(self, rows: list[dict], missing_columns: list[str]) -> None:
+    def _rewrite(self, rows: list[dict]) -> None:
         """Replace a file of an older version by the same rows in this version's columns, atomically."""
-        log.warning("%s: written before the column(s) %s; rewriting it with them filled in to append to it",
-                    self.path, ", ".join(missing_columns))
+        log.warning("%s: written by an older version; rewriting it in this version's columns to append to it",
+                    self.path)
         temporary = self.path.with_name(self.path.name + ".upgrading")
         with open(temporary, "w", newline="", encoding="utf-8") as file:
             file.write(HEADER + "".join(format_line(row) for row in rows))
@@ -216,8 +184,15 @@ class ResultsFile:
         os.fsync(self._file.fileno())
 
     def write(self, row: dict) -> None:
-        """Append one measurement; its key must be new to this file."""
-        key = key_of({column: row[column] for column in KEY_COLUMNS})
+        """Append one measurement; its key must be new to this file.
+
+        Columns the caller leaves out get what a row of the first files meant (variational_dim 0),
+        this version's mask contract, and the file's autograd_threads setting where it was given.
+        """
+        threads = self.autograd_threads if self.autograd_threads is not None else \
+            legacy_autograd_threads(row.get("device", ""))
+        row = {"variational_dim": 0, "mask_contract": MASK_CONTRACT, "autograd_threads": threads, **row}
+        key = key_of(row)
         if key in self.done:
             raise ResultsError(f"{self.path} already has a row for {key}")
         line = format_line(row)

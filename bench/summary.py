@@ -1,70 +1,67 @@
-"""The end-of-sweep report: the best backend per op and dtype at the largest shape, and every failure, loudly."""
+"""The end-of-sweep report: the best backend per op and dtype at the largest shape, and every failure, loudly.
+
+It reads the rows the way every other reader does (bench.table: typed, derived
+figures from bench.table.derive), not the cells the runner happened to write.
+"""
 
 from __future__ import annotations
 
-from collections import defaultdict
+import pandas as pd
 
-from dropbench.bench.schema import COPY, DIRECTIONS
+from dropbench.bench import table
+from dropbench.bench.schema import COLUMNS, COPY, DIRECTIONS
 
 FAILED = ("incorrect", "error", "oom")
 #: The timer the best-backend table reads, in order of preference.
 MAIN_TIMERS = ("do_bench", "cpu", "cudagraph")
 
 
-def _number(value) -> float | None:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return None
+def frame_of(rows: list[dict]) -> pd.DataFrame:
+    """The runner's rows (cells as text, as written) as table.read gives a file: typed, figures derived."""
+    text = pd.DataFrame(rows, columns=COLUMNS, dtype=str).fillna("")
+    return table.derive(table.typed(text, "this sweep's rows"))
 
 
-def best_table(rows: list[dict]) -> list[str]:
+def best_table(results: pd.DataFrame) -> list[str]:
     """One line per (op, dtype, p, direction) at the op's largest measured shape: the fastest backend."""
-    ok = [row for row in rows if row["status"] == "ok" and row["op"] != COPY and _number(row["ms_median"])]
-    timers = {row["timer"] for row in ok}
-    timer = next((name for name in MAIN_TIMERS if name in timers), None)
+    ok = results[(results["status"] == "ok") & (results["op"] != COPY) & (results["ms_median"] > 0)]
+    timer = next((name for name in MAIN_TIMERS if name in set(ok["timer"])), None)
     if timer is None:
         return ["no ok measurement to summarise"]
-    groups = defaultdict(list)
-    for row in ok:
-        if row["timer"] == timer:
-            groups[(row["op"], row["dtype"], float(row["p"]), row["direction"])].append(row)
     lines = [f"best backend at the largest shape (timer={timer}):",
-             f"  {'op':<22}{'dtype':<6}{'p':>5}  {'direction':<9}{'shape':>18}  {'backend':<19}"
+             f"  {'op':<22}{'dtype':<6}{'p':>5}  {'direction':<9}{'shape':>18}  {'backend':<10}"
              f"{'ms':>10}{'% of copy':>11}{'x eager':>9}"]
     order = {direction: index for index, direction in enumerate(DIRECTIONS)}
-    ordered = sorted(groups.items(), key=lambda item: (*item[0][:3], order[item[0][3]]))
-    for (op, dtype, p, direction), group in ordered:
-        largest = max(group, key=lambda row: int(row["numel"]))["shape"]  # two shapes may share a numel
-        best = min((row for row in group if row["shape"] == largest), key=lambda row: float(row["ms_median"]))
-        pct, speedup = _number(best["pct_of_copy"]), _number(best["speedup_vs_eager"])
+    groups = ok[ok["timer"] == timer].groupby(["op", "dtype", "p", "direction"], sort=False)
+    for (op, dtype, p, direction), group in sorted(groups, key=lambda item: (*item[0][:3], order[item[0][3]])):
+        largest = group.loc[group["numel"].idxmax(), "shape"]  # two shapes may share a numel
+        best = group[group["shape"] == largest].sort_values("ms_median").iloc[0]
+        pct, speedup = best["pct_of_copy"], best["speedup_vs_eager"]
         lines.append(
             f"  {op:<22}{dtype:<6}{p:>5g}  {direction:<9}{best['shape']:>18}  "
-            f"{best['backend']:<19}{float(best['ms_median']):>10.4g}"
-            f"{'' if pct is None else f'{pct:.1f}':>11}{'' if speedup is None else f'{speedup:.2f}':>9}"
+            f"{best['backend']:<10}{best['ms_median']:>10.4g}"
+            f"{'' if pd.isna(pct) else f'{pct:.1f}':>11}{'' if pd.isna(speedup) else f'{speedup:.2f}':>9}"
         )
     return lines
 
 
-def failures(rows: list[dict]) -> list[str]:
+def failures(results: pd.DataFrame) -> list[str]:
     """Every incorrect / error / oom (op, backend, dtype, p, reason), with the shapes it hit."""
-    grouped = defaultdict(set)
-    for row in rows:
-        if row["status"] in FAILED:
-            grouped[(row["status"], row["op"], row["backend"], row["dtype"], row["p"], row["error"])].add(
-                row["shape"])
+    failed = results[results["status"].isin(FAILED)]
     lines = []
-    for (status, op, backend, dtype, p, error), shapes in sorted(grouped.items()):
-        shown = ", ".join(sorted(shapes, key=lambda shape: int(shape.split("x")[0])))
-        lines.append(f"!!! {status.upper()}: {op}/{backend} {dtype} p={p} at {shown}: {error}")
+    for (status, op, backend, dtype, p, error), group in failed.groupby(
+            ["status", "op", "backend", "dtype", "p", "error"]):
+        shapes = sorted(set(group["shape"]), key=lambda shape: int(shape.split("x")[0]))
+        lines.append(f"!!! {status.upper()}: {op}/{backend} {dtype} p={p:g} at {', '.join(shapes)}: {error}")
     return lines
 
 
 def report(rows: list[dict]) -> list[str]:
-    """The whole summary, failures first so they cannot be missed."""
-    bad = failures(rows)
+    """The whole summary of the runner's rows, failures first so they cannot be missed."""
+    results = frame_of(rows)
+    bad = failures(results)
     lines = []
     if bad:
         banner = "!" * 78
         lines += [banner, f"!!! {len(bad)} FAILURE(S): not timed, recorded with their status and error", *bad, banner]
-    return lines + best_table(rows)
+    return lines + best_table(results)

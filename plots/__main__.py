@@ -8,6 +8,7 @@ Bad input ends with a one-line message and exit status 1, not a traceback.
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from dropbench.bench import schema
@@ -31,6 +32,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    # Notes (a skipped figure, a dropped partial line) as one line each, on stderr.
+    logging.basicConfig(level=logging.WARNING, format="dropbench-plot: note: %(message)s")
     try:
         written = write_all(load_results(args.csv), args.out, timer=args.timer)
     except (ResultsError, OSError) as exc:  # OSError: the output folder cannot be written

@@ -22,8 +22,7 @@ from dropbench.bench import schema
 
 #: One colour per backend, fixed so a backend looks the same in every figure.
 COLORS = {
-    "triton_seeded": "tab:blue",
-    "triton_variational": "tab:green",
+    "triton": "tab:blue",
     "eager": "tab:red",
     "compile": "tab:orange",
     "copy": "black",
@@ -85,6 +84,64 @@ def throughput(rows: pd.DataFrame, copy: pd.DataFrame, style: Style, title: str)
         axis.set_ylim(bottom=0)
     axes[0][0].set_ylabel("throughput (GB/s)")
     _legend(figure, style, rows, with_copy=not copy.empty)
+    return figure
+
+
+def over_copy(rows: pd.DataFrame, copy: pd.DataFrame, style: Style, title: str) -> Figure:
+    """Microseconds over the copy against rows, one line per backend (µs per call for the host timer).
+
+    At small shapes the copy is launch-bound too and % of copy is no bandwidth figure (fwd+bwd
+    reads 120-150% there); what an op costs beyond moving its bytes once per pass is the
+    figure readers need there: ms_median * 1000 - copy_us * passes.
+    """
+    host = (rows["timer"] == schema.HOST_TIMER).all()
+    column = "us_per_call" if host else "us_over_copy"
+    rows = rows.assign(us_per_call=rows["ms_median"] * 1000)
+    figure, axes = _direction_axes(rows, title, "microseconds per call (host)" if host else "microseconds over the copy")
+    for axis, direction in axes:
+        if not host:
+            axis.axhline(0.0, color=style.color(schema.COPY), linestyle="--", linewidth=1)
+        for (run, backend), line in _lines(rows[rows["direction"] == direction], style):
+            _plot_line(axis, line, column, style.color(backend), style, run, band=False)
+        _rows_axis(axis)
+    axes[0][0].set_ylabel("µs of Python per call" if host else "µs over the copy (lower is better)")
+    extra = [] if host else [Line2D([], [], color=style.color(schema.COPY), linestyle="--", label="copy (0 µs)")]
+    _legend(figure, style, rows, with_band=False, extra=extra)
+    return figure
+
+
+def train_steps(rows: pd.DataFrame, style: Style, title: str) -> Figure:
+    """Milliseconds per training step as bars: one group per mode (timer), one bar per backend (and run)."""
+    modes = [timer for timer in schema.TRAIN_TIMERS if timer in set(rows["timer"])] or sorted(set(rows["timer"]))
+    slots = [(backend, run) for backend in style.backends for run in style.runs
+             if ((rows["backend"] == backend) & (rows["run"] == run)).any()]
+    bar_width = 0.8 / max(len(slots), 1)
+    figure = Figure(figsize=(max(PANEL_SIZE[0], 1.6 * len(modes) + 1.0) + LEGEND_WIDTH, PANEL_SIZE[1]),
+                    layout="constrained")
+    axis = figure.subplots()
+    for slot, (backend, run) in enumerate(slots):
+        for group, mode in enumerate(modes):
+            point = rows[(rows["backend"] == backend) & (rows["run"] == run) & (rows["timer"] == mode)]
+            if point.empty:
+                continue
+            point = point.iloc[0]
+            position = group + (slot - (len(slots) - 1) / 2) * bar_width
+            if point["status"] != "ok":
+                axis.plot(position, NOT_OK_Y, color=style.color(backend), marker="x", markersize=8,
+                          markeredgewidth=2, linestyle="none", transform=axis.get_xaxis_transform(), clip_on=False)
+                continue
+            axis.bar(position, point["ms_median"], width=bar_width, color=style.color(backend),
+                     hatch=style.hatch(run), edgecolor="white")
+            axis.annotate(f"{point['ms_median']:.3g}", (position, point["ms_median"]), ha="center", va="bottom",
+                          fontsize=7, xytext=(0, 2), textcoords="offset points")
+    axis.set_xticks(range(len(modes)), [mode.removeprefix("train_") for mode in modes])
+    axis.set_xlabel("mode")
+    axis.set_ylabel("ms per step (lower is better)")
+    axis.margins(y=0.15)
+    axis.set_ylim(bottom=0)
+    axis.grid(True, axis="y", alpha=0.3)
+    figure.suptitle(f"Training step — {title}")
+    _legend(figure, style, rows, with_band=False, runs_as_hatches=True)
     return figure
 
 

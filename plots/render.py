@@ -1,5 +1,11 @@
 """Split results into facets, draw every figure for each, and save it as PNG and SVG.
 
+Any valid results CSV plots: a figure that needs rows the CSV lacks (speedup needs eager
+rows, % of copy and µs over the copy need copy rows, memory needs measured bytes) is
+skipped with one logged line per kind of figure, never drawn empty or crashed on.
+Memory does not depend on the timer: it is drawn once per op, dtype, p and series.
+Training-step rows (direction "step") get their own figure: ms per step per backend and mode.
+
 A facet is one (timer, op, dtype, p) and one series of shapes that differ only in
 rows: (rows, cols) for 2-D inputs, (N, C, spatial...) with the same (C, spatial...)
 for channel ops. Everything on one figure shares them, so timers are never mixed, no
@@ -13,6 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+import logging
+
 import matplotlib
 import pandas as pd
 
@@ -20,15 +28,21 @@ from dropbench.bench import schema
 from dropbench.plots import figures
 from dropbench.plots.load import ResultsError
 
-#: Figure kind (the file-name prefix) and the function that draws it, for each rows series.
+log = logging.getLogger(__name__)
+
+#: Figure kind (the file-name prefix) and the function that draws it, for each rows series of one timer.
 KINDS = {
     "gbps": figures.throughput,
     "pct_of_copy": figures.pct_of_copy,
+    "us_over_copy": figures.over_copy,
     "speedup": figures.speedup,
-    "memory": figures.memory,
 }
+#: Drawn once per series whatever the timer: memory does not depend on it.
+MEMORY_KIND = "memory"
 #: The file-name prefix of the figure of shapes not swept over rows.
 SHAPES_KIND = "shapes"
+#: The file-name prefix of the training-step figure.
+TRAIN_KIND = "train"
 FORMATS = ["png", "svg"]
 DPI = 150
 _SERIES = ["timer", "op", "dtype", "p", "per_row"]
@@ -51,7 +65,8 @@ class Facet:
 
     def stem(self, kind: str) -> str:
         shape = f"cols{self.cols}" if "x" not in self.per_row else f"shapeNx{self.per_row}"
-        return f"{kind}-{self.op}-{self.dtype}-p{self.p:g}-{shape}-{self.timer}"
+        timer = "" if kind == MEMORY_KIND else f"-{self.timer}"
+        return f"{kind}-{self.op}-{self.dtype}-p{self.p:g}-{shape}{timer}"
 
     def title(self, subtitle: str) -> str:
         shape = f"cols={self.cols}" if "x" not in self.per_row else f"shape N x {self.per_row}"
@@ -117,14 +132,14 @@ def _per_row(results: pd.DataFrame) -> pd.Series:
 
 def _series(results: pd.DataFrame) -> pd.DataFrame:
     """The dropout rows with `per_row` and `single`: whether their series has only one rows value."""
-    dropout = results[results["op"] != schema.COPY]
+    dropout = results[results["op"].isin(schema.OPS)]
     dropout = dropout.assign(per_row=_per_row(dropout))
     sizes = dropout.groupby(_SERIES)["rows"].transform("nunique")
     return dropout.assign(single=sizes == 1)
 
 
 def _order(facet) -> tuple:
-    order = {name: rank for rank, name in enumerate(schema.TIMERS + schema.OPS + schema.DTYPES)}
+    order = {name: rank for rank, name in enumerate(schema.TIMERS + schema.ALL_OPS + schema.DTYPES)}
     return order.get(facet.timer, -1), order[facet.op], order[facet.dtype], facet.p
 
 
@@ -145,8 +160,26 @@ def shapes_facets(results: pd.DataFrame) -> list[ShapesFacet]:
     return sorted(found, key=_order)
 
 
+def missing_rows(kind: str, facet: Facet, rows: pd.DataFrame, copy: pd.DataFrame) -> str:
+    """Why a figure of `kind` cannot be drawn from these rows ('' when it can)."""
+    if kind == "speedup" and not (rows["backend"] == "eager").any():
+        return "no eager rows (speedup is over eager)"
+    if kind in ("gbps", "pct_of_copy") and facet.timer not in schema.DEVICE_TIMERS:
+        return f"timer {facet.timer} times the host, not the device"
+    if kind == "us_over_copy" and facet.timer == schema.HOST_TIMER:
+        return ""  # drawn as µs per call: the host timer has no copy to subtract
+    if kind in ("pct_of_copy", "us_over_copy") and not rows[kind].notna().any():
+        return "no copy rows of the same size and timer"
+    if kind == MEMORY_KIND and not rows[["saved_bytes", "peak_bytes"]].notna().any().any():
+        return "no memory measured"
+    return ""
+
+
 def write_all(results: pd.DataFrame, out_dir: str | Path, timer: str | None = None) -> list[Path]:
-    """Draw and save every figure; returns the files written, in a fixed order."""
+    """Draw and save every figure the rows allow; returns the files written, in a fixed order.
+
+    Each kind of figure some facet had to skip is logged once, with why and how many.
+    """
     if timer is not None:
         present = sorted(set(results["timer"]))
         results = results[results["timer"] == timer]
@@ -157,17 +190,49 @@ def write_all(results: pd.DataFrame, out_dir: str | Path, timer: str | None = No
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     style = figures.Style.from_results(results)
-    written = []
+    written, skipped = [], {}
+
+    def draw(kind, facet, rows, copy, stem, drawing):
+        reason = missing_rows(kind, facet, rows, copy)
+        if reason:
+            skipped.setdefault((kind, reason), []).append(stem)
+            return
+        nonlocal written
+        written += save(drawing(), out_dir / stem)
+
+    memory_done = set()
     for facet in facets(results):
         rows, copy = facet.select(results)
-        for kind, draw in KINDS.items():
-            figure = draw(rows, copy, style, facet.title(subtitle(pd.concat([rows, copy]))))
-            written += save(figure, out_dir / facet.stem(kind))
+        title = facet.title(subtitle(pd.concat([rows, copy])))
+        for kind, figure in KINDS.items():
+            draw(kind, facet, rows, copy, facet.stem(kind),
+                 lambda figure=figure: figure(rows, copy, style, title))
+        stem = facet.stem(MEMORY_KIND)
+        if stem not in memory_done:  # the first timer's facet stands for all: bytes do not depend on it
+            memory_done.add(stem)
+            every_timer = _same_series(results, facet)
+            untimed = facet.title(subtitle(every_timer)).replace(f", timer {facet.timer}", "")
+            draw(MEMORY_KIND, facet, every_timer, copy, stem,
+                 lambda: figures.memory(every_timer, copy, style, untimed))
     for facet in shapes_facets(results):
         rows = facet.select(results)
-        figure = figures.shapes(rows, style, facet.title(subtitle(rows)))
-        written += save(figure, out_dir / facet.stem())
+        written += save(figures.shapes(rows, style, facet.title(subtitle(rows))), out_dir / facet.stem())
+    steps = results[results["direction"] == schema.STEP]
+    for (op, dtype), rows in steps.groupby(["op", "dtype"], sort=False):
+        title = f"{op}, {dtype}\n{subtitle(rows)}"
+        written += save(figures.train_steps(rows, style, title), out_dir / f"{TRAIN_KIND}-{op}-{dtype}")
+    for (kind, reason), stems in skipped.items():
+        log.warning("skipped %d %s figure(s): %s (e.g. %s)", len(stems), kind, reason, stems[0])
+    if not written:
+        raise ResultsError("no figure could be drawn from these rows")
     return written
+
+
+def _same_series(results: pd.DataFrame, facet: Facet) -> pd.DataFrame:
+    """The rows of facet's op, dtype, p and series of shapes under every timer."""
+    series = _series(results)
+    return series[(series["op"] == facet.op) & (series["dtype"] == facet.dtype) & (series["p"] == facet.p)
+                  & (series["per_row"] == facet.per_row)].drop(columns=["per_row", "single"])
 
 
 def save(figure, stem: Path) -> list[Path]:

@@ -3,6 +3,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -17,8 +18,9 @@ A100 = "NVIDIA A100-SXM4-80GB"
 def row(**overrides) -> dict:
     """One ok results row with every schema column; a 1.0 ms median in a tight band."""
     values = {
-        "op": "dropout", "backend": "triton_seeded", "dtype": "fp16", "rows": 4096, "cols": 4096,
-        "numel": 4096 * 4096, "p": 0.1, "direction": "fwd", "timer": "do_bench",
+        "op": "dropout", "backend": "triton", "dtype": "fp16", "rows": 4096, "cols": 4096,
+        "numel": 4096 * 4096, "p": 0.1, "variational_dim": 0, "direction": "fwd", "timer": "do_bench",
+        "samples": 100, "mask_contract": "v1",
         "ms_median": 1.0, "ms_p20": 0.99, "ms_p80": 1.01, "gbps": 67.1, "pct_of_copy": 95.0,
         "speedup_vs_eager": 2.0, "saved_bytes": 0, "peak_bytes": 0, "config": "", "status": "ok",
         "error": "", "device": H100, "sm_count": 132, "torch": "2.11.0", "triton": "3.6.0",
@@ -105,14 +107,19 @@ def test_row_only_in_new_is_reported_and_passes(tmp_path, capsys):
 
 
 def test_device_mismatch_is_never_compared(tmp_path, capsys):
-    # Three times slower, but on another board: not a regression, and said loudly.
+    # Three times slower, but on another board: not a regression, and nothing was compared.
     code, result = run(tmp_path, [row(device=H100)], [row(device=A100, ms_median=3.0)])
     assert verdict(result, op="dropout") == "device_mismatch"
     assert result["ratio"].isna().all()
+    assert code == cmp.EXIT_EMPTY, "comparing nothing must not pass"
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "device mismatch" in err and H100 in err and A100 in err, err
+
+
+def test_nothing_compared_passes_only_when_allowed(tmp_path, capsys):
+    code, _ = run(tmp_path, [row(device=H100)], [row(device=A100)], "--allow-empty")
     assert code == 0
-    out = capsys.readouterr().out
-    assert out.startswith("WARNING: the files were measured on different devices")
-    assert H100 in out and A100 in out
+    assert capsys.readouterr().out.startswith("WARNING: the files were measured on different devices")
 
 
 def test_multi_device_files_pair_each_device_with_itself(tmp_path):
@@ -132,8 +139,8 @@ def test_ok_to_incorrect_is_broken_and_fails(tmp_path, capsys):
 
 def test_per_op_threshold_override(tmp_path, capsys):
     # Both ops 7% slower with separated bands; only variational is allowed 8%.
-    baseline = [row(op="variational", backend="triton_variational"), row()]
-    new = [row(op="variational", backend="triton_variational", ms_median=1.07), row(ms_median=1.07)]
+    baseline = [row(op="variational"), row()]
+    new = [row(op="variational", ms_median=1.07), row(ms_median=1.07)]
     base, fresh = write(tmp_path / "b.csv", baseline), write(tmp_path / "n.csv", new)
     result = cmp.compare(cmp.load_results(base), cmp.load_results(fresh), per_op={"variational": 0.08})
     assert verdict(result, op="variational") == "unchanged"
@@ -152,21 +159,24 @@ def test_unknown_op_in_threshold_override_is_bad_input(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cmp.main([base, base, "--threshold-for", "variatonal=0.08"])
     assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    assert "variatonal" in err and len(err.strip().splitlines()) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith("usage:") and "variatonal" in err[-1], "argparse's usage, then the bad value"
 
 
 def test_pct_of_copy_floor(tmp_path, capsys):
-    new = [row(pct_of_copy=80.0),                                 # fails the 90% floor
-           row(rows=128, pct_of_copy=20.0),                       # latency bound: ignored
-           row(backend="eager", pct_of_copy=40.0),                # not a Triton backend: ignored
-           row(backend="triton_seeded", dtype="bf16", pct_of_copy=92.0)]
+    copy = {"op": "copy", "backend": "copy", "p": 0.0}
+    new = [row(**copy, ms_median=1.0), row(**copy, rows=128, shape="128x4096", ms_median=0.05),
+           row(**copy, dtype="bf16", ms_median=1.0),
+           row(ms_median=1.25),                                          # 80% of copy: fails a 90% floor
+           row(rows=128, shape="128x4096", ms_median=0.25),              # 20%, but latency bound: ignored
+           row(backend="eager", ms_median=2.5),                          # 40%, not Triton: ignored
+           row(dtype="bf16", ms_median=1 / 0.92)]                        # 92%
     base, fresh = write(tmp_path / "b.csv", new), write(tmp_path / "n.csv", new)
     assert cmp.main([base, fresh]) == 0
     assert cmp.main([base, fresh, "--min-pct-of-copy", "90"]) == 1
     assert "Below the pct_of_copy floor (1)" in capsys.readouterr().out
     floor = cmp.below_floor(cmp.load_results(fresh), 90.0)
-    assert list(zip(floor["rows"], floor["pct_of_copy"])) == [(4096, 80.0)]
+    assert [(rows, round(pct, 3)) for rows, pct in zip(floor["rows"], floor["pct_of_copy"])] == [(4096, 80.0)]
     assert cmp.main([base, fresh, "--min-pct-of-copy", "90", "--floor-min-rows", "8192"]) == 0
 
 
@@ -189,7 +199,7 @@ def test_markdown_report(tmp_path):
     assert text.startswith("## Performance compare: FAIL")
     assert "### Regressions (1)" in text and "### Improvements (1)" in text
     assert "### Broken (ok in baseline, not ok in new) (1)" in text
-    assert "| dropout | triton_seeded | fp16 | 4096x4096 | 0.1 | fwd | do_bench |" in text
+    assert "| dropout | triton | fp16 | 4096x4096 | 0.1 | fwd | do_bench |" in text
     assert "1.250 (+25.0%)" in text and "0.500 (-50.0%)" in text
     assert "ok -> error: a \\| b" in text, "a pipe inside a cell must be escaped"
     assert "<details><summary>Unchanged (1)</summary>" in text
@@ -230,7 +240,7 @@ def test_duplicate_key_is_bad_input(tmp_path, capsys):
     dupes = write(tmp_path / "d.csv", [row(), row(ms_median=2.0)])
     assert cmp.main([base, dupes]) == 2
     err = capsys.readouterr().err
-    assert "d.csv: 2 rows share one key" in err and "dropout triton_seeded fp16 4096x4096" in err
+    assert "d.csv: line 3 repeats the key" in err and "dropout triton fp16 4096 4096 4096x4096" in err
 
 
 def test_unchanged_rows_are_listed_only_with_verbose(tmp_path, capsys):
@@ -273,7 +283,7 @@ def test_shapes_with_the_same_rows_and_cols_are_different_measurements(tmp_path,
     assert verdict(result, shape="32x64x112x112") == "regression"
     assert verdict(result, shape="32x256x56x56") == "unchanged"
     assert code == 1
-    assert "dropout2d  triton_seeded  fp16   32x64x112x112" in capsys.readouterr().out
+    assert "dropout2d  triton   fp16   32x64x112x112" in capsys.readouterr().out
 
 
 def test_a_new_op_can_have_its_own_threshold(tmp_path):
@@ -296,6 +306,99 @@ def test_a_pair_measured_with_different_autograd_threads_says_so(tmp_path):
     pd.DataFrame([row(direction="bwd")]).drop(columns="autograd_threads").to_csv(old, index=False)
     new = write(tmp_path / "new.csv", [row(direction="bwd", ms_median=0.5)])
     result = cmp.compare(cmp.load_results(str(old)), cmp.load_results(new))
-    assert result["note"].iloc[0] == "autograd_threads True -> False", "files without the column ran with True"
+    assert result["note"].iloc[0].endswith("; autograd_threads True -> False"), \
+        "files without the column ran with True, and an improvement must say so too"
     same = cmp.compare(cmp.load_results(new), cmp.load_results(new))
     assert same["note"].iloc[0] == ""
+
+
+# -- the noise model: A/A passes, planted slowdowns are caught ----------------------------------
+
+#: Shape classes of the CI preset as measured on an H100 (results/ci-demo-h100-2026-11-23-v2):
+#: rows, timer, median ms, p20-p80 spread ms.
+CI_CLASSES = [(1, "cudagraph", 0.0058, 0.00045), (64, "cudagraph", 0.0104, 0.00040),
+              (1024, "cudagraph", 0.073, 0.0014), (8192, "do_bench", 0.535, 0.0018)]
+#: The largest move of a median beyond its spread in the committed A/A pairs: 0.17 us.
+AA_EXCESS_MS = 0.00017
+
+
+def ci_run(rng, medians=None, shift_ms=lambda rows, ms: 0.0, jitter_ms=None):
+    """One synthetic CI run: every class x dtype x op x direction, fresh spreads and medians."""
+    rows_out, medians = [], dict(medians or {})
+    for rows, timer, median, spread in CI_CLASSES:
+        for dtype in ("fp16", "fp32"):
+            for op in ("dropout", "variational"):
+                for direction in ("fwd", "bwd"):
+                    key = (rows, dtype, op, direction)
+                    base = medians.setdefault(key, median * rng.uniform(0.9, 1.1))
+                    # A/A jitter: each run half of what two runs differed by in the committed pairs
+                    # (the smallest spread this row can have, plus the excess seen).
+                    limit = (0.8 * spread + AA_EXCESS_MS) / 2 if jitter_ms is None else jitter_ms
+                    ms = base + rng.uniform(-limit, limit) + shift_ms(rows, base)
+                    width = spread * rng.uniform(0.8, 1.2)
+                    rows_out.append(row(op=op, dtype=dtype, rows=rows, cols=49152, shape=f"{rows}x49152",
+                                        direction=direction, timer=timer, ms_median=ms,
+                                        ms_p20=ms - width / 2, ms_p80=ms + width / 2))
+    return rows_out, medians
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng()
+
+
+def test_an_aa_pair_with_realistic_jitter_passes(tmp_path, rng):
+    first, medians = ci_run(rng)
+    second, _ = ci_run(rng, medians)
+    code, result = run(tmp_path, first, second)
+    flagged = result[result["verdict"] != "unchanged"]
+    assert code == 0 and flagged.empty, f"unchanged code flagged:\n{flagged[['rows', 'timer', 'ratio', 'note']]}"
+
+
+def test_a_planted_8_percent_slowdown_at_1024_rows_and_more_is_caught(tmp_path, rng):
+    first, medians = ci_run(rng)
+    slow, _ = ci_run(rng, medians, shift_ms=lambda rows, ms: 0.08 * ms if rows >= 1024 else 0.0)
+    code, result = run(tmp_path, first, slow)
+    caught = result.loc[result["verdict"] == "regression", "rows"]
+    assert code == 1
+    assert sorted(set(caught)) == [1024, 8192] and len(caught) == 16, \
+        f"every row at >= 1024 rows (16) and no other should be flagged, got {sorted(caught)}"
+
+
+def test_a_planted_2_us_at_one_row_is_caught(tmp_path, rng):
+    # +2 us at one row, the runs differing by at most the median A/A difference there (0.2 us): the
+    # model sees spread + 1 us, about 1.5 us, so a +2 us slowdown stands 0.3 us clear of the noise.
+    first, medians = ci_run(rng, jitter_ms=0.0001)
+    slow, _ = ci_run(rng, medians, shift_ms=lambda rows, ms: 0.002 if rows == 1 else 0.0, jitter_ms=0.0001)
+    code, result = run(tmp_path, first, slow)
+    caught = result.loc[result["verdict"] == "regression", "rows"]
+    assert code == 1 and list(set(caught)) == [1] and len(caught) == 8, \
+        f"the 8 one-row rows should be flagged, got {sorted(caught)}"
+
+
+def test_the_issue_14_false_alarm_is_noise(tmp_path):
+    # H200, CI preset twice on unchanged code: 0.004992 -> 0.005504 ms (+10%) at 1x49152 fp16 cudagraph.
+    baseline = [row(rows=1, cols=49152, timer="cudagraph", ms_median=0.004992, ms_p20=0.004768, ms_p80=0.005216)]
+    new = [row(rows=1, cols=49152, timer="cudagraph", ms_median=0.005504, ms_p20=0.005280, ms_p80=0.005728)]
+    code, result = run(tmp_path, baseline, new)
+    assert code == 0 and "within noise" in result["note"].iloc[0], result["note"].iloc[0]
+
+
+def test_a_floor_can_be_set_per_timer(tmp_path):
+    baseline = [row(rows=1, timer="cudagraph", ms_median=0.005, ms_p20=0.005, ms_p80=0.005)]
+    new = [row(rows=1, timer="cudagraph", ms_median=0.0065, ms_p20=0.0065, ms_p80=0.0065)]
+    assert run(tmp_path, baseline, new)[0] == 1, "+1.5 us over a zero spread passes the 1 us floor"
+    assert run(tmp_path, baseline, new, "--floor-us", "cudagraph=2")[0] == 0
+
+
+@pytest.mark.parametrize("baseline, new, code", [
+    ("ci-demo-h100-2026-11-23-v2/ci-a.csv", "ci-demo-h100-2026-11-23-v2/ci-b.csv", 0),
+    ("multi-gpu-h200x2-2026-11-23/gpus-0-merged.csv", "multi-gpu-h200x2-2026-11-23/gpus-0-1-merged.csv", 0),
+    ("ci-demo-h100-2026-11-23-v2/ci-a.csv", "ci-demo-h100-2026-11-23-v2/ci-slow.csv", 1),
+    ("baseline/NVIDIA_H100_80GB_HBM3.csv", "multi-gpu-h200x2-2026-11-23/gpus-0-merged.csv", 3),
+])
+def test_committed_runs_replay_to_their_verdict(baseline, new, code):
+    paths = [REPO / "results" / name for name in (baseline, new)]
+    if not all(path.exists() for path in paths):
+        pytest.skip(f"{baseline} or {new} is no longer committed")
+    assert cmp.main([str(path) for path in paths]) == code

@@ -9,13 +9,14 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.types import RunMode
 from omegaconf import OmegaConf
 
-from dropbench.bench import merge, schema
-from dropbench.bench.results import format_line, HEADER
+from dropbench.bench import merge, schema, table
+from dropbench.bench.table import HEADER, format_line
 
 
 def row(dtype="fp32", rows=1, status="ok", timestamp="2026-01-01T00:00:00Z", ms=0.5, device="cpu", **extra):
     base = {"op": "dropout", "backend": "eager", "dtype": dtype, "rows": rows, "cols": 256,
-            "shape": f"{rows}x256", "numel": rows * 256, "p": 0.5, "direction": "fwd", "timer": "cpu",
+            "shape": f"{rows}x256", "numel": rows * 256, "p": 0.5, "variational_dim": 0, "direction": "fwd",
+            "timer": "cpu", "autograd_threads": False, "mask_contract": "v1",
             "ms_median": ms if status == "ok" else None, "status": status,
             "error": "" if status == "ok" else "RuntimeError: boom", "device": device,
             "timestamp": timestamp, "run_id": "r1"}
@@ -46,13 +47,17 @@ def test_merge_is_the_union_in_schema_order(tmp_path):
     out = merge.write(frame, tmp_path / "merged.csv")
     assert out.read_text().splitlines()[0] == ",".join(schema.COLUMNS)
     assert sorted(map(key, read(out))) == sorted(map(key, read(a) + read(b))), "rows lost or invented"
-    assert read(out) == read(a) + read(b), "kept rows should be written back exactly as the jobs wrote them"
+    measured = [{column: value for column, value in r.items() if column not in table.DERIVED}
+                for r in read(out)]
+    assert measured == [{column: value for column, value in r.items() if column not in table.DERIVED}
+                        for r in read(a) + read(b)], "kept rows should be written back as the jobs wrote them"
 
 
 def test_a_file_from_before_the_shape_column_merges_with_shape_filled(tmp_path):
     old = tmp_path / "old.csv"
     with open(old, "w", newline="") as file:
-        writer = csv.DictWriter(file, schema.COLUMNS_WITHOUT_SHAPE, extrasaction="ignore", lineterminator="\n")
+        first = [column for column in schema.COLUMNS if column not in schema.ADDED_COLUMNS]
+        writer = csv.DictWriter(file, first, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         writer.writerow(row("fp32", 8))
     new = write_csv(tmp_path / "new.csv", [row("fp16", 8)])
@@ -74,7 +79,7 @@ def test_same_key_twice_both_ok_keeps_the_newest(tmp_path):
     newer = write_csv(tmp_path / "a.csv", [row(ms=0.25, timestamp="2026-03-01T00:00:00Z")])
     older = write_csv(tmp_path / "b.csv", [row(ms=0.75, timestamp="2026-01-01T00:00:00Z")])
     merged = merge.merge([newer, older])
-    assert len(merged) == 1 and merged.iloc[0]["ms_median"] == "0.25", "the newer ok row should win"
+    assert len(merged) == 1 and merged.iloc[0]["ms_median"] == 0.25, "the newer ok row should win"
 
 
 def test_partial_last_line_is_left_out(tmp_path):
@@ -146,3 +151,16 @@ def test_rows_of_two_autograd_threads_settings_are_refused(tmp_path):
     write_csv(second, [row(direction="bwd", autograd_threads="False")])
     with pytest.raises(merge.MergeError, match="more than one timing.autograd_threads"):
         merge.merge([first, second])
+
+
+@pytest.mark.parametrize("content, message", [(None, "no such file"), (b"\x00\x01binary", "binary data")])
+def test_cli_refuses_a_missing_or_binary_input_in_one_line(tmp_path, capsys, content, message):
+    good = write_csv(tmp_path / "a.csv", [row()])
+    bad = tmp_path / "b.csv"
+    if content is not None:
+        bad.write_bytes(content)
+    with pytest.raises(SystemExit) as exit_:
+        merge.main([str(tmp_path / "out.csv"), str(good), str(bad)])
+    assert exit_.value.code != 0 and message in str(exit_.value.code) and "\n" not in str(exit_.value.code), \
+        f"expected one line naming {message!r}, got {exit_.value.code!r}"
+    assert not (tmp_path / "out.csv").exists(), "no merged file from a refused input"

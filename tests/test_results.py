@@ -6,12 +6,15 @@ import re
 import pytest
 
 from dropbench.bench import results
-from dropbench.bench.schema import COLUMNS, COLUMNS_WITHOUT_SHAPE
+from dropbench.bench.schema import ADDED_COLUMNS, COLUMNS
+
+#: The columns of the first files, before any of the added ones.
+FIRST_COLUMNS = [column for column in COLUMNS if column not in ADDED_COLUMNS]
 
 
 def row(rows=1, direction="fwd", device="cpu", **overrides) -> dict:
     values = {"op": "dropout", "backend": "eager", "dtype": "fp32", "rows": rows, "cols": 256,
-              "shape": f"{rows}x256", "numel": rows * 256, "p": 0.5, "direction": direction, "timer": "cpu", "ms_median": 0.0123456789,
+              "shape": f"{rows}x256", "numel": rows * 256, "p": 0.5, "direction": direction, "timer": "cpu", "autograd_threads": False, "ms_median": 0.0123456789,
               "ms_p20": 0.01, "ms_p80": 0.02, "status": "ok", "device": device, "sm_count": None}
     values.update(overrides)
     return values
@@ -38,7 +41,7 @@ def test_a_key_reads_back_equal_to_the_key_written(tmp_path):
     path = tmp_path / "r.csv"
     with results.ResultsFile(path, "cpu") as out:
         out.write(row(p=1 / 3))
-    assert results.ResultsFile(path, "cpu").done == {("dropout", "eager", "fp32", 1, 256, "1x256", 1 / 3, "fwd", "cpu")}, \
+    assert results.ResultsFile(path, "cpu").done == {("dropout", "eager", "fp32", 1, 256, "1x256", 1 / 3, "fwd", "cpu", 0)}, \
         "p must round-trip exactly, or resume would measure the point again"
 
 
@@ -90,7 +93,7 @@ def test_a_partial_header_starts_the_file_again(tmp_path):
 def test_a_file_with_other_columns_is_refused(tmp_path):
     path = tmp_path / "r.csv"
     path.write_text("a,b,c\n1,2,3\n")
-    with pytest.raises(results.ResultsError, match="header"):
+    with pytest.raises(results.ResultsError, match="not a results CSV"):
         results.ResultsFile(path, "cpu")
 
 
@@ -137,11 +140,11 @@ def test_commit_can_be_named_where_the_tree_has_no_git(monkeypatch):
 def test_a_file_from_before_the_shape_column_is_upgraded_and_resumed(tmp_path):
     path = tmp_path / "old.csv"
     with open(path, "w", newline="") as file:
-        writer = csv.DictWriter(file, COLUMNS_WITHOUT_SHAPE, extrasaction="ignore", lineterminator="\n")
+        writer = csv.DictWriter(file, FIRST_COLUMNS, extrasaction="ignore", lineterminator="\n")
         writer.writeheader()
         writer.writerow(row(rows=8, ms_median="0.5"))
     with results.ResultsFile(path, "cpu") as out:
-        assert out.done == {("dropout", "eager", "fp32", 8, 256, "8x256", 0.5, "fwd", "cpu")}
+        assert out.done == {("dropout", "eager", "fp32", 8, 256, "8x256", 0.5, "fwd", "cpu", 0)}
         out.write(row(rows=8, direction="bwd"))
     rows = read(path)
     assert list(rows[0]) == COLUMNS, "the file should now have this version's columns"
@@ -160,13 +163,14 @@ def test_shapes_with_the_same_rows_and_cols_are_two_keys(tmp_path):
 def test_a_row_without_shape_is_malformed(tmp_path):
     path = tmp_path / "r.csv"
     path.write_text(results.HEADER + results.format_line(row(shape="")))
-    with pytest.raises(results.ResultsError, match="line 2 has a malformed key"):
+    with pytest.raises(results.ResultsError, match="line 2: empty shape"):
         results.ResultsFile(path, "cpu")
 
 
 def _without_autograd_threads(path, rows):
     with open(path, "w", newline="") as file:
-        writer = csv.DictWriter(file, [c for c in COLUMNS if c != "autograd_threads"], extrasaction="ignore",
+        # The columns of a file written after `shape` and before `autograd_threads`.
+        writer = csv.DictWriter(file, [c for c in COLUMNS if c == "shape" or c not in ADDED_COLUMNS], extrasaction="ignore",
                                 lineterminator="\n")
         writer.writeheader()
         writer.writerows(rows)
@@ -207,5 +211,30 @@ def test_a_file_of_another_autograd_threads_setting_is_refused(tmp_path):
 def test_an_unknown_header_is_refused(tmp_path):
     path = tmp_path / "r.csv"
     path.write_text(",".join(c for c in COLUMNS if c != "timer") + "\n")
-    with pytest.raises(results.ResultsError, match="header is not this version's"):
+    with pytest.raises(results.ResultsError, match="not a results CSV of this version: missing column.s. timer"):
         results.ResultsFile(path, "cpu")
+
+
+def test_old_backend_names_are_rewritten_before_appending(tmp_path):
+    path = tmp_path / "old.csv"
+    path.write_text(results.HEADER + results.format_line(row(backend="triton_seeded", variational_dim=0)))
+    with results.ResultsFile(path, "cpu") as out:
+        out.write(row(backend="triton", direction="bwd"))
+    assert [r["backend"] for r in read(path)] == ["triton", "triton"], "one file, one name per backend"
+
+
+def test_a_key_without_variational_dim_is_found_as_dim_0(tmp_path):
+    with results.ResultsFile(tmp_path / "r.csv", "cpu") as out:
+        out.write(row())
+        out.write(row(op="variational", variational_dim=1))
+        assert ("dropout", "eager", "fp32", 1, 256, "1x256", 0.5, "fwd", "cpu") in out.done, \
+            "the runner's keys (no variational_dim yet) must still find their rows"
+        assert ("variational", "eager", "fp32", 1, 256, "1x256", 0.5, "fwd", "cpu") not in out.done, \
+            "a row of another variational_dim is another measurement"
+
+
+def test_new_rows_name_the_mask_contract(tmp_path):
+    path = tmp_path / "r.csv"
+    with results.ResultsFile(path, "cpu") as out:
+        out.write(row())
+    assert read(path)[0]["mask_contract"] == "v1"
