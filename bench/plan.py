@@ -257,7 +257,7 @@ def expand(cfg, device: str) -> list[Point]:
     if device not in DEVICES:
         raise ConfigError(f"device={device}: allowed: {', '.join(DEVICES)}")
     dtypes = names(cfg.dtype.names, schema.DTYPES, "dtype.names")
-    directions = names(cfg.direction.names, schema.DIRECTIONS, "direction.names")
+    directions = names(cfg.direction.names, schema.OP_DIRECTIONS, "direction.names")
     ops = chosen_ops(cfg)
     op_backends = chosen_pairs(cfg)
     ps = drop_probabilities(cfg.p)

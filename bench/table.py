@@ -113,7 +113,7 @@ def load_text(path: str | Path) -> tuple[pd.DataFrame, bool]:
 def typed(frame: pd.DataFrame, path: str | Path) -> pd.DataFrame:
     """Text cells as typed columns: values checked against schema.ALLOWED, numbers as numbers."""
     frame = frame.copy()
-    for column, allowed in schema.ALLOWED.items():
+    for column, allowed in schema.allowed().items():
         bad = ~frame[column].isin(allowed)
         if bad.any():
             line = _line(bad)

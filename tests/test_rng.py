@@ -171,3 +171,26 @@ def test_cuda_graph_replays_draw_fresh_masks_matching_their_recorded_state(gener
         assert torch.equal(kept(y), reference.keep_mask(x.shape, 0.5, key, offset)), f"replay at offset {offset}"
         seen.append(offset)
     assert len(set(seen)) == 3, f"replays reused a mask: offsets {seen}"
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_repeated_module_calls_follow_the_reference_from_their_state(dtype, generator):
+    """After the first calls, the modules launch the kept compiled kernel directly: every call's mask,
+    values and gradient mask must still be the reference's for the state it read."""
+    element, shared = SeededDropout(0.3).cuda(), VariationalDropout(0.3, dim=1).cuda()
+    x = random_input((8, 3, 1000), dtype, "cuda", generator).requires_grad_(True)
+    offsets = set()
+    for _ in range(5):
+        for module in (element, shared):
+            y = module(x)
+            key, offset = module.last_state.tolist()
+            offsets.add((id(module), offset))
+            if module is element:
+                expected = reference.keep_mask(x.shape, 0.3, key, offset)
+            else:
+                expected = reference.variational_keep_mask(x.shape, 0.3, key, 1, offset).expand(x.shape)
+            assert torch.equal(kept(y), expected), f"{type(module).__name__} {dtype} at offset {offset}"
+            (grad,) = torch.autograd.grad(y, x, torch.ones_like(y))
+            assert torch.equal(kept(grad), expected), f"{type(module).__name__} {dtype}: backward mask"
+    assert len(offsets) == 10, "each call must read a new offset"
