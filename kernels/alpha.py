@@ -43,9 +43,23 @@ import triton.language as tl
 from dropbench.kernels import variational
 from dropbench.kernels.channel import FEATURE_RANK_MESSAGE
 from dropbench.kernels.contract import Stream, checked, float64_bits, keep_threshold
-from dropbench.kernels.element import CPU_CONFIG, ROWS_CONFIGS, drops_everything, stream_args
+from dropbench.kernels.element import (
+    CPU_CONFIG,
+    ROWS_CONFIGS,
+    _like,
+    _like_and_snapshot,
+    drops_everything,
+    stream_args,
+)
 from dropbench.kernels.layout import INT32_LIMIT, channel_view, outer_d_m
-from dropbench.kernels.runtime import KernelLauncher, autotune_bench, describe_config, latest_config, launch
+from dropbench.kernels.runtime import (
+    KernelLauncher,
+    autotune_bench,
+    define_op,
+    describe_config,
+    latest_config,
+    launch,
+)
 from dropbench.kernels.stream import (
     SNAPSHOT,
     STATE,
@@ -261,47 +275,17 @@ def _feature_alpha_seeded(x, p, source, key, offset, seeds, dim, grad):
     return feature_alpha_dropout_forward(x, p, Stream(source, key, offset, seeds), dim, grad)
 
 
-@torch.library.custom_op("dropbench::alpha_dropout", mutates_args=())
-def _alpha_dropout_op(x: torch.Tensor, p: float, source: int, key: int, offset: int, seeds: torch.Tensor | None,
-                      grad: bool) -> torch.Tensor:
-    return _alpha_seeded(x, p, source, key, offset, seeds, grad)
-
-
-@_alpha_dropout_op.register_fake
-def _(x, p, source, key, offset, seeds, grad):
-    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
-
-
-@torch.library.custom_op("dropbench::alpha_dropout_state", mutates_args=("state",))
-def _alpha_dropout_state_op(x: torch.Tensor, p: float, state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return _alpha_state(x, p, state)
-
-
-@_alpha_dropout_state_op.register_fake
-def _(x, p, state):
-    return torch.empty(x.shape, dtype=x.dtype, device=x.device), torch.empty(2, dtype=torch.int64, device=x.device)
-
-
-@torch.library.custom_op("dropbench::feature_alpha_dropout", mutates_args=())
-def _feature_alpha_dropout_op(x: torch.Tensor, p: float, source: int, key: int, offset: int,
-                              seeds: torch.Tensor | None, dim: int, grad: bool) -> torch.Tensor:
-    return _feature_alpha_seeded(x, p, source, key, offset, seeds, dim, grad)
-
-
-@_feature_alpha_dropout_op.register_fake
-def _(x, p, source, key, offset, seeds, dim, grad):
-    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
-
-
-@torch.library.custom_op("dropbench::feature_alpha_dropout_state", mutates_args=("state",))
-def _feature_alpha_dropout_state_op(x: torch.Tensor, p: float, dim: int,
-                                    state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return _feature_alpha_state(x, p, dim, state)
-
-
-@_feature_alpha_dropout_state_op.register_fake
-def _(x, p, dim, state):
-    return torch.empty(x.shape, dtype=x.dtype, device=x.device), torch.empty(2, dtype=torch.int64, device=x.device)
+_alpha_dropout_op = define_op(
+    "alpha_dropout(Tensor x, float p, int source, int key, int offset, Tensor? seeds, bool grad) -> Tensor",
+    _alpha_seeded, _like)
+_alpha_dropout_state_op = define_op(
+    "alpha_dropout_state(Tensor x, float p, Tensor(a!) state) -> (Tensor, Tensor)", _alpha_state, _like_and_snapshot)
+_feature_alpha_dropout_op = define_op(
+    "feature_alpha_dropout(Tensor x, float p, int source, int key, int offset, Tensor? seeds, int dim, bool grad) "
+    "-> Tensor", _feature_alpha_seeded, _like)
+_feature_alpha_dropout_state_op = define_op(
+    "feature_alpha_dropout_state(Tensor x, float p, int dim, Tensor(a!) state) -> (Tensor, Tensor)",
+    _feature_alpha_state, _like_and_snapshot)
 
 
 def _everything_dropped(x: torch.Tensor, p: float) -> torch.Tensor:

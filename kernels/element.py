@@ -37,6 +37,7 @@ from dropbench.kernels.runtime import (
     KernelLauncher,
     RepeatLaunches,
     autotune_bench,
+    define_op,
     describe_config,
     direct_launch_allowed,
     launch,
@@ -280,26 +281,20 @@ def _forward_seeded(x, p, source, key, offset, seeds, global_cols):
     return element_forward(x, p, Stream(source, key, offset, seeds), global_cols)
 
 
-@torch.library.custom_op("dropbench::dropout", mutates_args=())
-def _dropout_op(x: torch.Tensor, p: float, source: int, key: int, offset: int, seeds: torch.Tensor | None,
-                global_cols: int | None) -> torch.Tensor:
-    return _forward_seeded(x, p, source, key, offset, seeds, global_cols)
-
-
-@_dropout_op.register_fake
-def _(x, p, source, key, offset, seeds, global_cols):
+def _like(x, *_):
     return torch.empty(x.shape, dtype=x.dtype, device=x.device)
 
 
-@torch.library.custom_op("dropbench::dropout_state", mutates_args=("state",))
-def _dropout_state_op(x: torch.Tensor, p: float, offset: int, global_cols: int | None,
-                      state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return _forward_state(x, p, offset, global_cols, state)
-
-
-@_dropout_state_op.register_fake
-def _(x, p, offset, global_cols, state):
+def _like_and_snapshot(x, *_):
     return torch.empty(x.shape, dtype=x.dtype, device=x.device), torch.empty(2, dtype=torch.int64, device=x.device)
+
+
+_dropout_op = define_op(
+    "dropout(Tensor x, float p, int source, int key, int offset, Tensor? seeds, int? global_cols) -> Tensor",
+    _forward_seeded, _like)
+_dropout_state_op = define_op(
+    "dropout_state(Tensor x, float p, int offset, int? global_cols, Tensor(a!) state) -> (Tensor, Tensor)",
+    _forward_state, _like_and_snapshot)
 
 
 def replay(grad: torch.Tensor, p: float, source: int, key: int, offset: int, seeds, global_cols) -> torch.Tensor:

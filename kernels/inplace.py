@@ -21,7 +21,7 @@ import torch
 
 from dropbench.kernels.contract import KEY_TENSOR, SCALAR, Stream, checked
 from dropbench.kernels.element import _dropout_op, _forward_seeded, drops_everything, element_forward
-from dropbench.kernels.runtime import launch
+from dropbench.kernels.runtime import define_op, launch
 
 LEAF_MESSAGE = "a leaf Variable that requires grad is being used in an in-place operation."
 VIEW_OF_LEAF_MESSAGE = "a view of a leaf Variable that requires grad is being used in an in-place operation."
@@ -35,12 +35,9 @@ def _dropout_inplace(x: torch.Tensor, p: float, source: int, key: int, offset: i
         element_forward(x, p, Stream(source, key, offset, seeds), out=x)
 
 
-_dropout_inplace_op = torch.library.custom_op("dropbench::dropout_", mutates_args=("x",))(_dropout_inplace)
-
-
-@_dropout_inplace_op.register_fake
-def _(x, p, source, key, offset, seeds):
-    return None
+_dropout_inplace_op = define_op(
+    "dropout_(Tensor(a!) x, float p, int source, int key, int offset, Tensor? seeds) -> ()",
+    _dropout_inplace, lambda *_: None)
 
 
 class InplaceDropoutFunction(torch.autograd.Function):

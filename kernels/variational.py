@@ -28,12 +28,13 @@ import triton
 import triton.language as tl
 
 from dropbench.kernels.contract import Stream, check_dim, checked
-from dropbench.kernels.element import drops_everything, keep_constants, stream_args
+from dropbench.kernels.element import _like, _like_and_snapshot, drops_everything, keep_constants, stream_args
 from dropbench.kernels.layout import INT32_LIMIT, MAX_RUN, MIN_RUN, max_runs_block, outer_d_m, takes_runs
 from dropbench.kernels.runtime import (
     KernelLauncher,
     RepeatLaunches,
     autotune_bench,
+    define_op,
     describe_config,
     direct_launch_allowed,
     latest_config,
@@ -214,26 +215,12 @@ def _forward_seeded(x, p, source, key, offset, seeds, dim):
     return variational_dropout_forward(x, p, Stream(source, key, offset, seeds), dim)
 
 
-@torch.library.custom_op("dropbench::variational_dropout", mutates_args=())
-def _variational_dropout_op(x: torch.Tensor, p: float, source: int, key: int, offset: int,
-                            seeds: torch.Tensor | None, dim: int) -> torch.Tensor:
-    return _forward_seeded(x, p, source, key, offset, seeds, dim)
-
-
-@_variational_dropout_op.register_fake
-def _(x, p, source, key, offset, seeds, dim):
-    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
-
-
-@torch.library.custom_op("dropbench::variational_dropout_state", mutates_args=("state",))
-def _variational_dropout_state_op(x: torch.Tensor, p: float, dim: int,
-                                  state: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    return _forward_state(x, p, dim, state)
-
-
-@_variational_dropout_state_op.register_fake
-def _(x, p, dim, state):
-    return torch.empty(x.shape, dtype=x.dtype, device=x.device), torch.empty(2, dtype=torch.int64, device=x.device)
+_variational_dropout_op = define_op(
+    "variational_dropout(Tensor x, float p, int source, int key, int offset, Tensor? seeds, int dim) -> Tensor",
+    _forward_seeded, _like)
+_variational_dropout_state_op = define_op(
+    "variational_dropout_state(Tensor x, float p, int dim, Tensor(a!) state) -> (Tensor, Tensor)",
+    _forward_state, _like_and_snapshot)
 
 
 class VariationalDropoutFunction(torch.autograd.Function):
