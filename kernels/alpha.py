@@ -46,8 +46,6 @@ from dropbench.kernels.contract import Stream, checked, float64_bits, keep_thres
 from dropbench.kernels.element import (
     CPU_CONFIG,
     ROWS_CONFIGS,
-    _like,
-    _like_and_snapshot,
     drops_everything,
     stream_args,
 )
@@ -57,6 +55,8 @@ from dropbench.kernels.runtime import (
     autotune_bench,
     define_op,
     describe_config,
+    fake_output,
+    fake_output_and_snapshot,
     latest_config,
     launch,
 )
@@ -277,15 +277,16 @@ def _feature_alpha_seeded(x, p, source, key, offset, seeds, dim, grad):
 
 _alpha_dropout_op = define_op(
     "alpha_dropout(Tensor x, float p, int source, int key, int offset, Tensor? seeds, bool grad) -> Tensor",
-    _alpha_seeded, _like)
+    _alpha_seeded, fake_output)
 _alpha_dropout_state_op = define_op(
-    "alpha_dropout_state(Tensor x, float p, Tensor(a!) state) -> (Tensor, Tensor)", _alpha_state, _like_and_snapshot)
+    "alpha_dropout_state(Tensor x, float p, Tensor(a!) state) -> (Tensor, Tensor)",
+    _alpha_state, fake_output_and_snapshot)
 _feature_alpha_dropout_op = define_op(
     "feature_alpha_dropout(Tensor x, float p, int source, int key, int offset, Tensor? seeds, int dim, bool grad) "
-    "-> Tensor", _feature_alpha_seeded, _like)
+    "-> Tensor", _feature_alpha_seeded, fake_output)
 _feature_alpha_dropout_state_op = define_op(
     "feature_alpha_dropout_state(Tensor x, float p, int dim, Tensor(a!) state) -> (Tensor, Tensor)",
-    _feature_alpha_state, _like_and_snapshot)
+    _feature_alpha_state, fake_output_and_snapshot)
 
 
 def _everything_dropped(x: torch.Tensor, p: float) -> torch.Tensor:

@@ -40,6 +40,8 @@ from dropbench.kernels.runtime import (
     define_op,
     describe_config,
     direct_launch_allowed,
+    fake_output,
+    fake_output_and_snapshot,
     launch,
 )
 from dropbench.kernels.stream import (
@@ -281,20 +283,12 @@ def _forward_seeded(x, p, source, key, offset, seeds, global_cols):
     return element_forward(x, p, Stream(source, key, offset, seeds), global_cols)
 
 
-def _like(x, *_):
-    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
-
-
-def _like_and_snapshot(x, *_):
-    return torch.empty(x.shape, dtype=x.dtype, device=x.device), torch.empty(2, dtype=torch.int64, device=x.device)
-
-
 _dropout_op = define_op(
     "dropout(Tensor x, float p, int source, int key, int offset, Tensor? seeds, int? global_cols) -> Tensor",
-    _forward_seeded, _like)
+    _forward_seeded, fake_output)
 _dropout_state_op = define_op(
     "dropout_state(Tensor x, float p, int offset, int? global_cols, Tensor(a!) state) -> (Tensor, Tensor)",
-    _forward_state, _like_and_snapshot)
+    _forward_state, fake_output_and_snapshot)
 
 
 def replay(grad: torch.Tensor, p: float, source: int, key: int, offset: int, seeds, global_cols) -> torch.Tensor:

@@ -20,7 +20,7 @@ which also raises PyTorch's error where x has overlapping elements (expanded ten
 import torch
 
 from dropbench.kernels.contract import KEY_TENSOR, SCALAR, Stream, checked
-from dropbench.kernels.element import _dropout_op, _forward_seeded, drops_everything, element_forward
+from dropbench.kernels.element import drops_everything, element_forward, replay
 from dropbench.kernels.runtime import define_op, launch
 
 LEAF_MESSAGE = "a leaf Variable that requires grad is being used in an in-place operation."
@@ -57,7 +57,7 @@ class InplaceDropoutFunction(torch.autograd.Function):
         if drops_everything(ctx.p):
             return (torch.zeros_like(grad_out), *nones)
         (seeds,) = ctx.saved_tensors
-        grad_in = launch(_dropout_op, _forward_seeded, grad_out, ctx.p, ctx.source, ctx.key, ctx.offset, seeds, None)
+        grad_in = replay(grad_out, ctx.p, ctx.source, ctx.key, ctx.offset, seeds, None)
         return (grad_in, *nones)
 
 

@@ -60,6 +60,16 @@ def define_op(schema: str, impl, fake):
     return getattr(torch.ops.dropbench, name).default
 
 
+def fake_output(x, *_):
+    """An op's output for tracing: x's shape and dtype."""
+    return torch.empty(x.shape, dtype=x.dtype, device=x.device)
+
+
+def fake_output_and_snapshot(x, *_):
+    """A state-advancing op's outputs for tracing: x's shape and dtype, and the [key, offset] snapshot."""
+    return fake_output(x), torch.empty(2, dtype=torch.int64, device=x.device)
+
+
 def launch(custom_op, impl, *args):
     """custom_op(*args) while torch.compile traces, impl(*args) otherwise (same result)."""
     if torch.compiler.is_compiling():

