@@ -19,7 +19,6 @@ Needs a CUDA GPU.
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import sys
 from dataclasses import dataclass
@@ -221,25 +220,30 @@ def main(argv=None) -> None:
 
     if not torch.cuda.is_available():
         sys.exit("dropbench-train-step: needs a CUDA GPU (torch.cuda.is_available() is False)")
-    from dropbench.bench.results import environment
-    from dropbench.bench.schema import COLUMNS
+    from dropbench.bench.results import ResultsError, ResultsFile, environment, key_of
 
     dims = Dims(blocks=args.blocks)
-    check(dims)
     env = environment("cuda")
-    new_file = not args.out.exists()
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    with args.out.open("a", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS, extrasaction="ignore", restval="")
-        if new_file:
-            writer.writeheader()
+    try:  # backward runs on autograd's device thread, PyTorch's default in training
+        out = ResultsFile(args.out, env["device"], autograd_threads=True)
+    except ResultsError as error:
+        sys.exit(f"dropbench-train-step: {error}")
+    check(dims)
+    with out:
         for mode in args.modes:
             for dropout in args.dropouts:
+                op, backend = DROPOUTS[dropout]
+                key = {"op": op, "backend": backend, "dtype": "bf16", "rows": dims.batch, "cols": dims.seq,
+                       "shape": dims.shape, "p": args.p, "direction": "step", "timer": MODES[mode],
+                       "variational_dim": 1 if dropout == "variational" else 0}
+                if key_of(key) in out.done:
+                    print(f"{mode:>10} {dropout:>11}: already in {args.out}", flush=True)
+                    continue
                 row = measure(dims, dropout, mode, args.p, args.warmup, args.steps, env)
-                writer.writerow(row)
-                handle.flush()
+                out.write(row)
                 print(f"{mode:>10} {dropout:>11}: {row.get('ms_median', float('nan')):8.3f} ms/step, "
                       f"peak {row.get('peak_bytes', 0) / 1e9:.2f} GB ({row['status']})", flush=True)
+    print(f"rows in {args.out}", flush=True)
 
 
 if __name__ == "__main__":
