@@ -45,7 +45,6 @@ class Dims:
 
 def build_model(dims: Dims, dropout: str, p: float):
     """The GPT stack with `dropout` ('eager' nn.Dropout, 'triton' SeededDropout, 'variational')."""
-    import torch
     import torch.nn.functional as F
     from torch import nn
 

@@ -42,11 +42,10 @@ import triton.language as tl
 
 from dropbench.kernels import variational
 from dropbench.kernels.channel import FEATURE_RANK_MESSAGE
-from dropbench.kernels.contract import Stream, checked, float64_bits, keep_threshold
+from dropbench.kernels.contract import Stream, checked, drops_everything, float64_bits, keep_threshold
 from dropbench.kernels.element import (
     CPU_CONFIG,
     ROWS_CONFIGS,
-    drops_everything,
     stream_args,
 )
 from dropbench.kernels.layout import INT32_LIMIT, channel_view, outer_d_m

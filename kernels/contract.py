@@ -70,6 +70,11 @@ def scale_bits(p: float) -> int:
     return float64_bits(1.0 / (1.0 - p))
 
 
+def drops_everything(p: float) -> bool:
+    """p so close to 1 that T(p) = 2**32: no 32-bit word can be kept."""
+    return keep_threshold(p) >= TWO_POW_32
+
+
 def check_p(p) -> float:
     """Return p as a float, or raise naming the argument and the allowed values."""
     if isinstance(p, bool) or not isinstance(p, numbers.Real):

@@ -24,10 +24,10 @@ import triton
 import triton.language as tl
 
 from dropbench.kernels.contract import (
-    TWO_POW_32,
     Stream,
     check_offset,
     checked,
+    drops_everything,
     keep_threshold,
     scale_bits,
 )
@@ -43,10 +43,10 @@ from dropbench.kernels.runtime import (
     fake_output,
     fake_output_and_snapshot,
     launch,
+    seeded_function,
 )
 from dropbench.kernels.stream import (
     ROW_KEYS,
-    SCALAR,
     SNAPSHOT,
     STATE,
     apply_keep,
@@ -145,11 +145,6 @@ def chosen_inplace_config() -> str:
 def keep_constants(p: float) -> tuple[int, int]:
     """(T(p), bits of 1 / (1 - p)) for 0 < p < 1: computed once per p, not per launch."""
     return keep_threshold(p), scale_bits(p)
-
-
-def drops_everything(p: float) -> bool:
-    """p so close to 1 that T(p) = 2**32: no 32-bit word can be kept."""
-    return keep_threshold(p) >= TWO_POW_32
 
 
 def stream_args(stream: Stream, snapshot, numel: int, dummy: torch.Tensor) -> tuple:
@@ -273,10 +268,10 @@ def element_forward_checked(x: torch.Tensor, p: float, stream: Stream, global_co
     return out
 
 
-def _forward_state(x, p, offset, global_cols, state):
+def _forward_state(x, p, global_cols, state):
     """A STATE launch: (output, the 2-int64 snapshot of the (key, offset) it read)."""
     snapshot = torch.empty(2, dtype=torch.int64, device=x.device)
-    return element_forward(x, p, Stream(STATE, 0, offset, state), global_cols, snapshot), snapshot
+    return element_forward(x, p, Stream(STATE, 0, 0, state), global_cols, snapshot), snapshot
 
 
 def _forward_seeded(x, p, source, key, offset, seeds, global_cols):
@@ -287,7 +282,7 @@ _dropout_op = define_op(
     "dropout(Tensor x, float p, int source, int key, int offset, Tensor? seeds, int? global_cols) -> Tensor",
     _forward_seeded, fake_output)
 _dropout_state_op = define_op(
-    "dropout_state(Tensor x, float p, int offset, int? global_cols, Tensor(a!) state) -> (Tensor, Tensor)",
+    "dropout_state(Tensor x, float p, int? global_cols, Tensor(a!) state) -> (Tensor, Tensor)",
     _forward_state, fake_output_and_snapshot)
 
 
@@ -298,32 +293,8 @@ def replay(grad: torch.Tensor, p: float, source: int, key: int, offset: int, see
     return launch(_dropout_op, _forward_seeded, grad, p, source, key, offset, seeds, global_cols)
 
 
-class ElementDropoutFunction(torch.autograd.Function):
-    """Forward and backward are the same seeded kernel; autograd keeps a few ints and at most a key tensor.
-
-    Returns (y, snapshot): the [key, offset] a STATE call read (None otherwise), which backward replays.
-    """
-
-    @staticmethod
-    def forward(ctx, x, p, source, key, offset, seeds, global_cols):
-        ctx.p, ctx.source, ctx.key, ctx.offset, ctx.global_cols = p, source, key, offset, global_cols
-        if drops_everything(p):
-            return torch.zeros(x.shape, dtype=x.dtype, device=x.device), None
-        if source == STATE:
-            y, snapshot = launch(_dropout_state_op, _forward_state, x, p, offset, global_cols, seeds)
-            ctx.mark_non_differentiable(snapshot)
-            ctx.save_for_backward(snapshot)  # 16 bytes: the (key, offset) this call read
-            return y, snapshot
-        ctx.save_for_backward(seeds)  # None, a key or one int64 per row: never input-sized
-        return launch(_dropout_op, _forward_seeded, x, p, source, key, offset, seeds, global_cols), None
-
-    @staticmethod
-    def backward(ctx, grad_out, _grad_snapshot):
-        if drops_everything(ctx.p):  # forward saved nothing
-            return torch.zeros_like(grad_out), None, None, None, None, None, None
-        (seeds,) = ctx.saved_tensors
-        grad_in = replay(grad_out, ctx.p, ctx.source, ctx.key, ctx.offset, seeds, ctx.global_cols)
-        return grad_in, None, None, None, None, None, None
+ElementDropoutFunction = seeded_function("ElementDropoutFunction", _dropout_op, _forward_seeded,
+                                         _dropout_state_op, _forward_state)
 
 
 def element_dropout(x, p, stream: Stream, global_cols=None, training=True):

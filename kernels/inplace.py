@@ -19,8 +19,9 @@ which also raises PyTorch's error where x has overlapping elements (expanded ten
 
 import torch
 
-from dropbench.kernels.contract import KEY_TENSOR, SCALAR, Stream, checked
-from dropbench.kernels.element import drops_everything, element_forward, replay
+from dropbench.kernels.contract import Stream, checked, drops_everything
+from dropbench.kernels.element import element_forward, replay
+from dropbench.kernels.stream import KEY_TENSOR, SCALAR
 from dropbench.kernels.runtime import define_op, launch
 
 LEAF_MESSAGE = "a leaf Variable that requires grad is being used in an in-place operation."

@@ -27,6 +27,9 @@ from collections.abc import Callable
 
 import torch
 
+from dropbench.kernels.contract import drops_everything
+from dropbench.kernels.stream import SNAPSHOT, STATE
+
 Grid = Callable[[dict], tuple]
 
 #: Milliseconds of warm-up and of timed repeats per config when the autotuner chooses (Triton's
@@ -68,6 +71,42 @@ def fake_output(x, *_):
 def fake_output_and_snapshot(x, *_):
     """A state-advancing op's outputs for tracing: x's shape and dtype, and the [key, offset] snapshot."""
     return fake_output(x), torch.empty(2, dtype=torch.int64, device=x.device)
+
+
+def seeded_function(name: str, seeded_op, seeded_impl, state_op, state_impl):
+    """The autograd.Function of a seeded op: forward and backward run the same kernel, and autograd
+    keeps a few ints and at most a key tensor or a 16-byte snapshot, never anything input-sized.
+
+    seeded_op(x, p, source, key, offset, seeds, extra) and state_op(x, p, extra, state) -> (y, snapshot)
+    are the op's two registered forms (`extra`: the op's own argument, e.g. variational's dim);
+    *_impl are their implementations, which eager calls run directly (launch). apply() returns
+    (y, snapshot): the [key, offset] a STATE call read (None otherwise), which backward replays.
+    """
+
+    def forward(ctx, x, p, source, key, offset, seeds, extra):
+        ctx.p, ctx.source, ctx.key, ctx.offset, ctx.extra = p, source, key, offset, extra
+        if drops_everything(p):
+            return torch.zeros(x.shape, dtype=x.dtype, device=x.device), None
+        if source == STATE:
+            y, snapshot = launch(state_op, state_impl, x, p, extra, seeds)
+            ctx.mark_non_differentiable(snapshot)
+            ctx.save_for_backward(snapshot)
+            return y, snapshot
+        ctx.save_for_backward(seeds)  # None, a 0-d key or one key per row
+        return launch(seeded_op, seeded_impl, x, p, source, key, offset, seeds, extra), None
+
+    def backward(ctx, grad_out, _grad_snapshot):
+        nones = (None,) * 6
+        if drops_everything(ctx.p):  # forward saved nothing
+            return (torch.zeros_like(grad_out), *nones)
+        (seeds,) = ctx.saved_tensors
+        source = SNAPSHOT if ctx.source == STATE else ctx.source
+        grad_in = launch(seeded_op, seeded_impl, grad_out, ctx.p, source, ctx.key, ctx.offset, seeds, ctx.extra)
+        return (grad_in, *nones)
+
+    return type(name, (torch.autograd.Function,), {
+        "__doc__": seeded_function.__doc__, "forward": staticmethod(forward), "backward": staticmethod(backward),
+    })
 
 
 def launch(custom_op, impl, *args):

@@ -28,8 +28,8 @@ import triton
 import triton.language as tl
 
 from dropbench.kernels.contract import Stream, check_dim, checked
-from dropbench.kernels.element import drops_everything, keep_constants, stream_args
-from dropbench.kernels.layout import INT32_LIMIT, MAX_RUN, MIN_RUN, max_runs_block, outer_d_m, takes_runs
+from dropbench.kernels.element import keep_constants, stream_args
+from dropbench.kernels.layout import INT32_LIMIT, max_runs_block, outer_d_m, takes_runs
 from dropbench.kernels.runtime import (
     KernelLauncher,
     RepeatLaunches,
@@ -40,11 +40,9 @@ from dropbench.kernels.runtime import (
     fake_output,
     fake_output_and_snapshot,
     latest_config,
-    launch,
+    seeded_function,
 )
 from dropbench.kernels.stream import (
-    ROW_KEYS,
-    SNAPSHOT,
     STATE,
     apply_keep,
     element_words,
@@ -161,10 +159,10 @@ def variational_dropout_forward(x: torch.Tensor, p: float, stream: Stream, dim: 
         signature = (x.shape, x.stride(), x.dtype, x.data_ptr() % 16, p, stream.source, dim, x.get_device())
         repeat = _repeats.get(signature)
         if repeat is not None:
-            launch, fixed_args = repeat
+            kernel_launch, fixed_args = repeat
             seeds = stream.seeds if stream.seeds is not None else x
-            launch(x.get_device(), x, out, seeds, x if snapshot is None else snapshot, stream.key, stream.offset,
-                   *fixed_args)
+            kernel_launch(x.get_device(), x, out, seeds, x if snapshot is None else snapshot, stream.key,
+                          stream.offset, *fixed_args)
             return out
     layout = outer_d_m(x, dim)
     copied = layout is None
@@ -225,34 +223,8 @@ _variational_dropout_state_op = define_op(
     _forward_state, fake_output_and_snapshot)
 
 
-class VariationalDropoutFunction(torch.autograd.Function):
-    """Forward and backward are the same locked kernel; autograd keeps a few ints and at most 16 bytes.
-
-    Returns (y, snapshot): the [key, offset] a STATE call read (None otherwise), which backward replays.
-    """
-
-    @staticmethod
-    def forward(ctx, x, p, source, key, offset, seeds, dim):
-        ctx.p, ctx.source, ctx.key, ctx.offset, ctx.dim = p, source, key, offset, dim
-        if drops_everything(p):
-            return torch.zeros(x.shape, dtype=x.dtype, device=x.device), None
-        if source == STATE:
-            y, snapshot = launch(_variational_dropout_state_op, _forward_state, x, p, dim, seeds)
-            ctx.mark_non_differentiable(snapshot)
-            ctx.save_for_backward(snapshot)
-            return y, snapshot
-        ctx.save_for_backward(seeds)
-        return launch(_variational_dropout_op, _forward_seeded, x, p, source, key, offset, seeds, dim), None
-
-    @staticmethod
-    def backward(ctx, grad_out, _grad_snapshot):
-        if drops_everything(ctx.p):
-            return torch.zeros_like(grad_out), None, None, None, None, None, None
-        (seeds,) = ctx.saved_tensors
-        source = SNAPSHOT if ctx.source == STATE else ctx.source
-        grad_in = launch(_variational_dropout_op, _forward_seeded, grad_out, ctx.p, source, ctx.key, ctx.offset,
-                         seeds, ctx.dim)
-        return grad_in, None, None, None, None, None, None
+VariationalDropoutFunction = seeded_function("VariationalDropoutFunction", _variational_dropout_op,
+                                             _forward_seeded, _variational_dropout_state_op, _forward_state)
 
 
 def shared_dropout(x, p, stream: Stream, dim: int, training=True):

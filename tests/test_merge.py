@@ -2,7 +2,6 @@
 
 import csv
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from hydra.core.utils import JobReturn, JobStatus

@@ -14,7 +14,6 @@ from dropbench.bench import schema
 from dropbench.plots import figures, render
 from dropbench.plots.__main__ import main
 from dropbench.plots.load import load_results
-from dropbench.bench import table
 from dropbench.plots.render import KINDS, MEMORY_KIND, facets, save, shapes_facets, subtitle
 
 REPO = Path(__file__).resolve().parents[1]

@@ -463,7 +463,7 @@ def test_a_copy_whose_timers_keep_disagreeing_is_retimed_then_marked(tmp_path, f
     # Two timers on the CPU stand in for a GPU's two: host made 3x slower than cpu, every time.
     monkeypatch.setattr(plan, "timers_for", lambda device, rows, timing: ("cpu", "host"))
     monkeypatch.setattr(runner, "DEVICE_TIMERS", ("cpu", "host"))
-    real, copy_calls = runner.measure, []
+    real = runner.measure
 
     def slow_host(build, timer, timing):
         result = real(build, timer, timing)
