@@ -37,13 +37,10 @@ from dropbench.kernels.runtime import (
     KernelLauncher,
     RepeatLaunches,
     autotune_bench,
-    define_op,
     describe_config,
     direct_launch_allowed,
-    fake_output,
-    fake_output_and_snapshot,
     launch,
-    seeded_function,
+    seeded_ops,
 )
 from dropbench.kernels.stream import (
     ROW_KEYS,
@@ -268,33 +265,17 @@ def element_forward_checked(x: torch.Tensor, p: float, stream: Stream, global_co
     return out
 
 
-def _forward_state(x, p, global_cols, state):
-    """A STATE launch: (output, the 2-int64 snapshot of the (key, offset) it read)."""
-    snapshot = torch.empty(2, dtype=torch.int64, device=x.device)
-    return element_forward(x, p, Stream(STATE, 0, 0, state), global_cols, snapshot), snapshot
-
-
-def _forward_seeded(x, p, source, key, offset, seeds, global_cols):
-    return element_forward(x, p, Stream(source, key, offset, seeds), global_cols)
-
-
-_dropout_op = define_op(
-    "dropout(Tensor x, float p, int source, int key, int offset, Tensor? seeds, int? global_cols) -> Tensor",
-    _forward_seeded, fake_output)
-_dropout_state_op = define_op(
-    "dropout_state(Tensor x, float p, int? global_cols, Tensor(a!) state) -> (Tensor, Tensor)",
-    _forward_state, fake_output_and_snapshot)
+ElementDropoutFunction = seeded_ops(
+    "dropout", "int? global_cols",
+    lambda x, p, stream, global_cols, snapshot: element_forward(x, p, stream, global_cols, snapshot))
 
 
 def replay(grad: torch.Tensor, p: float, source: int, key: int, offset: int, seeds, global_cols) -> torch.Tensor:
     """The forward's mask on `grad`. After a STATE forward, `seeds` is its snapshot [key, offset]."""
     if source == STATE:
         source = SNAPSHOT
-    return launch(_dropout_op, _forward_seeded, grad, p, source, key, offset, seeds, global_cols)
-
-
-ElementDropoutFunction = seeded_function("ElementDropoutFunction", _dropout_op, _forward_seeded,
-                                         _dropout_state_op, _forward_state)
+    return launch(ElementDropoutFunction.seeded_op, ElementDropoutFunction.seeded_impl, grad, p, source, key, offset,
+                  seeds, global_cols)
 
 
 def element_dropout(x, p, stream: Stream, global_cols=None, training=True):

@@ -27,7 +27,7 @@ from collections.abc import Callable
 
 import torch
 
-from dropbench.kernels.contract import drops_everything
+from dropbench.kernels.contract import Stream, drops_everything
 from dropbench.kernels.stream import SNAPSHOT, STATE
 
 Grid = Callable[[dict], tuple]
@@ -71,6 +71,29 @@ def fake_output(x, *_):
 def fake_output_and_snapshot(x, *_):
     """A state-advancing op's outputs for tracing: x's shape and dtype, and the [key, offset] snapshot."""
     return fake_output(x), torch.empty(2, dtype=torch.int64, device=x.device)
+
+
+def seeded_ops(name: str, extra_schema: str, forward):
+    """Register a seeded op's two forms around forward(x, p, stream, extra, snapshot) and return its
+    autograd Function (seeded_function): `name(x, p, source, key, offset, seeds, extra)` for a given
+    seed, and `name_state(x, p, extra, state) -> (y, snapshot)` for an RNG state it advances.
+    extra_schema declares the op's own argument, e.g. "int dim"."""
+
+    def seeded_impl(x, p, source, key, offset, seeds, extra):
+        return forward(x, p, Stream(source, key, offset, seeds), extra, None)
+
+    def state_impl(x, p, extra, state):
+        snapshot = torch.empty(2, dtype=torch.int64, device=x.device)
+        return forward(x, p, Stream(STATE, 0, 0, state), extra, snapshot), snapshot
+
+    seeded_op = define_op(
+        f"{name}(Tensor x, float p, int source, int key, int offset, Tensor? seeds, {extra_schema}) -> Tensor",
+        seeded_impl, fake_output)
+    state_op = define_op(f"{name}_state(Tensor x, float p, {extra_schema}, Tensor(a!) state) -> (Tensor, Tensor)",
+                         state_impl, fake_output_and_snapshot)
+    function = seeded_function(f"{name}_function", seeded_op, seeded_impl, state_op, state_impl)
+    function.seeded_op, function.seeded_impl = seeded_op, seeded_impl
+    return function
 
 
 def seeded_function(name: str, seeded_op, seeded_impl, state_op, state_impl):

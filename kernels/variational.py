@@ -34,13 +34,10 @@ from dropbench.kernels.runtime import (
     KernelLauncher,
     RepeatLaunches,
     autotune_bench,
-    define_op,
     describe_config,
     direct_launch_allowed,
-    fake_output,
-    fake_output_and_snapshot,
     latest_config,
-    seeded_function,
+    seeded_ops,
 )
 from dropbench.kernels.stream import (
     STATE,
@@ -206,25 +203,9 @@ def launch_shared(tiles_launcher, runs_launcher, leading_args: tuple, layout, st
     return tiles_launcher, args
 
 
-def _forward_state(x, p, dim, state):
-    snapshot = torch.empty(2, dtype=torch.int64, device=x.device)
-    return variational_dropout_forward(x, p, Stream(STATE, 0, 0, state), dim, snapshot), snapshot
-
-
-def _forward_seeded(x, p, source, key, offset, seeds, dim):
-    return variational_dropout_forward(x, p, Stream(source, key, offset, seeds), dim)
-
-
-_variational_dropout_op = define_op(
-    "variational_dropout(Tensor x, float p, int source, int key, int offset, Tensor? seeds, int dim) -> Tensor",
-    _forward_seeded, fake_output)
-_variational_dropout_state_op = define_op(
-    "variational_dropout_state(Tensor x, float p, int dim, Tensor(a!) state) -> (Tensor, Tensor)",
-    _forward_state, fake_output_and_snapshot)
-
-
-VariationalDropoutFunction = seeded_function("VariationalDropoutFunction", _variational_dropout_op,
-                                             _forward_seeded, _variational_dropout_state_op, _forward_state)
+VariationalDropoutFunction = seeded_ops(
+    "variational_dropout", "int dim",
+    lambda x, p, stream, dim, snapshot: variational_dropout_forward(x, p, stream, dim, snapshot))
 
 
 def shared_dropout(x, p, stream: Stream, dim: int, training=True):
