@@ -124,16 +124,8 @@ def train_steps(rows: pd.DataFrame, style: Style, title: str) -> Figure:
             point = rows[(rows["backend"] == backend) & (rows["run"] == run) & (rows["timer"] == mode)]
             if point.empty:
                 continue
-            point = point.iloc[0]
             position = group + (slot - (len(slots) - 1) / 2) * bar_width
-            if point["status"] != "ok":
-                axis.plot(position, NOT_OK_Y, color=style.color(backend), marker="x", markersize=8,
-                          markeredgewidth=2, linestyle="none", transform=axis.get_xaxis_transform(), clip_on=False)
-                continue
-            axis.bar(position, point["ms_median"], width=bar_width, color=style.color(backend),
-                     hatch=style.hatch(run), edgecolor="white")
-            axis.annotate(f"{point['ms_median']:.3g}", (position, point["ms_median"]), ha="center", va="bottom",
-                          fontsize=7, xytext=(0, 2), textcoords="offset points")
+            _bar(axis, position, bar_width, point.iloc[0], "ms_median", style, backend, run, "{:.3g}")
     axis.set_xticks(range(len(modes)), [mode.removeprefix("train_") for mode in modes])
     axis.set_xlabel("mode")
     axis.set_ylabel("ms per step (lower is better)")
@@ -292,20 +284,8 @@ def shapes(rows: pd.DataFrame, style: Style, title: str) -> Figure:
                 point = here[(here["backend"] == backend) & (here["run"] == run) & (here["shape"] == shape)]
                 if point.empty:
                     continue
-                point = point.iloc[0]
                 position = group + (slot - (len(slots) - 1) / 2) * bar_width
-                if point["status"] != "ok":
-                    axis.plot(position, NOT_OK_Y, color=style.color(backend), marker="x", markersize=8,
-                              markeredgewidth=2, linestyle="none", transform=axis.get_xaxis_transform(),
-                              clip_on=False)
-                    continue
-                value = float(point["pct_of_copy"])
-                if math.isnan(value):  # ok, but no copy of this size was measured
-                    continue
-                axis.bar(position, value, width=bar_width, color=style.color(backend), hatch=style.hatch(run),
-                         edgecolor="white")
-                axis.annotate(f"{value:.0f}", (position, value), ha="center", va="bottom", fontsize=7,
-                              xytext=(0, 2), textcoords="offset points")
+                _bar(axis, position, bar_width, point.iloc[0], "pct_of_copy", style, backend, run, "{:.0f}")
         axis.axhline(100.0, color=style.color(schema.COPY), linestyle="--", linewidth=1)
         axis.set_title(direction)
         axis.set_ylabel("% of copy")
@@ -440,3 +420,18 @@ def _legend(figure: Figure, style: Style, rows: pd.DataFrame, with_copy: bool = 
         handles.append(Line2D([], [], color="gray", marker="x", markeredgewidth=2,
                               linestyle="none", label="status not ok"))
     figure.legend(handles=handles, loc="outside right upper", fontsize="small")
+
+
+def _bar(axis, position: float, width: float, point, column: str, style, backend: str, run, label: str) -> None:
+    """One labelled bar of point[column]; an x at the top where the row is not ok; nothing where the
+    row is ok but has no value (a % of copy with no copy of that size measured)."""
+    if point["status"] != "ok":
+        axis.plot(position, NOT_OK_Y, color=style.color(backend), marker="x", markersize=8, markeredgewidth=2,
+                  linestyle="none", transform=axis.get_xaxis_transform(), clip_on=False)
+        return
+    value = float(point[column])
+    if math.isnan(value):
+        return
+    axis.bar(position, value, width=width, color=style.color(backend), hatch=style.hatch(run), edgecolor="white")
+    axis.annotate(label.format(value), (position, value), ha="center", va="bottom", fontsize=7, xytext=(0, 2),
+                  textcoords="offset points")
