@@ -65,3 +65,16 @@ def compile_stats() -> dict:
         "unique_graphs": counters["stats"]["unique_graphs"],
         "graph_breaks": sum(counters["graph_break"].values()),
     }
+
+
+@functools.cache
+def compiled_fallback_random(fn):
+    """torch.compile(fn) as compiled() does, with inductor's fallback_random: ATen's RNG ops, eager's masks.
+
+    Users turn fallback_random on to get the same masks as eager for the same torch seed;
+    this shows what that costs. The option is passed to this compilation only (torch.compile's
+    `options`, applied by inductor as a config patch to the forward and backward compiles), so
+    the `compile` backend's graphs keep inductor's own RNG.
+    """
+    configure_dynamo()
+    return torch.compile(fn, fullgraph=True, dynamic=False, options={"fallback_random": True})

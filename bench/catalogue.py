@@ -2,8 +2,9 @@
 
 A new op is a kernel function, a reference function and one row of OPS (channel ops also
 need their (C, spatial...) dims in configs/shape/*.yaml). A new backend is one row of
-BACKENDS. Everything else (the sweep plan, the correctness check, the runner, the config
-validation, the schema's allowed values) reads these rows.
+BACKENDS (naming its own functions for the ops it runs, where it brings its own kernels).
+Everything else (the sweep plan, the correctness check, the runner, the config validation,
+the schema's allowed values, the figures' colours) reads these rows.
 
 No torch here: rows hold import paths ("module:function"), resolved only when an
 implementation is asked for, so the schema and the plots can read op and backend names
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 ELEMENT, VARIATIONAL, CHANNEL = "element", "variational", "channel"
 MASKS = (ELEMENT, VARIATIONAL, CHANNEL)
@@ -58,13 +59,23 @@ class Op:
 
 @dataclass(frozen=True)
 class Backend:
-    """One way of running every op: which of the op's functions it calls, and how it wraps it."""
+    """One way of running ops: which of the op's functions it calls, and how it wraps it.
+
+    A backend with `functions` brings its own (a published kernel, not ours) and runs only
+    the ops it names; one without runs every op through the op row's functions.
+    """
 
     calls: str             # "kernel" (seeded: gets the seed) or "eager" (draws from torch's generator)
     bit_exact: bool        # its masks must equal kernels.reference bit for bit (else: checked statistically)
     wrap: str = ""         # f(fn) -> fn applied to the op's function (torch.compile), or "" for none
     color: str = "tab:gray"  # its colour in the figures
     description: str = ""
+    # op -> "module:function" in the op's `calls` form; empty: every op, through the op row's functions
+    functions: dict[str, str] = field(default_factory=dict, hash=False)
+    chosen_config: str = ""  # f() -> the autotuner's choice for its functions' last call, where there is one
+
+    def runs(self, op_name: str) -> bool:
+        return not self.functions or op_name in self.functions
 
 
 OPS: dict[str, Op] = {
@@ -98,6 +109,19 @@ BACKENDS: dict[str, Backend] = {
                      description="eager PyTorch, as models call it today"),
     "compile": Backend("eager", bit_exact=False, wrap="dropbench.baselines.compiled:compiled", color="tab:orange",
                        description="torch.compile(fullgraph=True, dynamic=False) of the eager call"),
+    "compile_fallback": Backend("eager", bit_exact=False, wrap="dropbench.baselines.compiled:compiled_fallback_random",
+                                color="tab:brown", description="compile with inductor's fallback_random=True "
+                                "(eager's masks): the price of that choice"),
+    "tutorial": Backend("kernel", bit_exact=False, color="tab:green",
+                        functions={"dropout": "dropbench.baselines.tutorial:dropout"},
+                        description="the Triton tutorial's low-memory dropout (tritonbench's low_mem_dropout)"),
+    "seedrepo_1d": Backend("kernel", bit_exact=False, color="tab:purple",
+                           functions={"variational": "dropbench.baselines.seedrepo:variational_dropout_1d"},
+                           description="seeded-variational-dropout's 1D kernel: flat launch, mask position per element"),
+    "seedrepo_2d": Backend("kernel", bit_exact=False, color="tab:pink",
+                           functions={"variational": "dropbench.baselines.seedrepo:variational_dropout_2d"},
+                           chosen_config="dropbench.baselines.seedrepo:chosen_config",
+                           description="seeded-variational-dropout's 2D kernel: autotuned (T, C) tiles"),
 }
 
 #: The reference every op is measured against: a device-to-device copy of the same tensor.
@@ -156,17 +180,23 @@ class Implementation:
 def implementation(op_name: str, backend_name: str) -> Implementation:
     """The (op, backend) implementation, its functions imported now (this imports torch)."""
     row, how = op(op_name), backend(backend_name)
-    fn = resolve(row.kernel if how.calls == "kernel" else row.eager)
+    if not how.runs(op_name):
+        raise ValueError(f"backend {backend_name!r} does not run op {op_name!r}; it runs: {', '.join(how.functions)}")
+    if how.functions:
+        fn = resolve(how.functions[op_name])
+    else:
+        fn = resolve(row.kernel if how.calls == "kernel" else row.eager)
     if how.wrap:
         fn = resolve(how.wrap)(fn)
     if how.calls == "kernel":
         call = (lambda x, p, seed, dim: fn(x, p, seed, dim)) if row.takes_dim else (lambda x, p, seed, dim: fn(x, p, seed))
     else:
         call = (lambda x, p, seed, dim: fn(x, p, dim)) if row.takes_dim else (lambda x, p, seed, dim: fn(x, p))
-    chosen = resolve(row.chosen_config) if how.calls == "kernel" and row.chosen_config else (lambda: "")
+    chosen_path = how.chosen_config if how.functions else (row.chosen_config if how.calls == "kernel" else "")
+    chosen = resolve(chosen_path) if chosen_path else (lambda: "")
     return Implementation(op_name, backend_name, call, how.bit_exact, chosen)
 
 
 def pairs() -> list[tuple[str, str]]:
     """Every (op, backend) the catalogue can run, in catalogue order."""
-    return [(op_name, backend_name) for op_name in OPS for backend_name in BACKENDS]
+    return [(op_name, backend_name) for op_name in OPS for backend_name, row in BACKENDS.items() if row.runs(op_name)]

@@ -4,7 +4,9 @@ A point is one (op, backend, dtype, shape, p) with the directions and timers to
 measure there; each (direction, timer) of a point is one CSV row. Shapes: element
 ops and variational take (rows, cols) for each of shape.rows; channel ops take the
 same elements as (N, C, spatial...) with N = rows and (C, spatial...) =
-shape.channel_dims[op], and also every shape.conv_shapes[op]. The order matters:
+shape.channel_dims[op], and also every shape.conv_shapes[op]. A shape config with
+`models` (shape=models) replaces that grid by the named activations of real models: each
+op takes the entries of its mask kind, and their rows carry the entry's name (`model`). The order matters:
 within a (dtype, rows, cols) the copy comes first and, per op, eager before the
 others, so pct_of_copy and speedup_vs_eager can be filled in as each row is written.
 A copy depends only on numel, so one (rows, cols) copy serves every shape with those
@@ -45,6 +47,7 @@ class Point:
     directions: tuple[str, ...]
     timers: tuple[str, ...]
     variational_dim: int = NO_DIM  # the dim variational's mask is shared along (NO_DIM for other ops)
+    model: str = ""          # the shape=models entry this shape is, e.g. "llama-7b mlp"; "" for the grid
 
     @property
     def rows(self) -> int:
@@ -70,7 +73,7 @@ class Point:
         """The columns that say what one of this point's rows measured (its key among them)."""
         return {"op": self.op, "backend": self.backend, "dtype": self.dtype, "rows": self.rows, "cols": self.cols,
                 "shape": self.shape_text, "numel": self.numel, "p": float(self.p), "direction": direction,
-                "timer": timer, "variational_dim": self.variational_dim}
+                "timer": timer, "variational_dim": self.variational_dim, "model": self.model}
 
     def key(self, direction: str, timer: str) -> tuple:
         """The CSV key of one of this point's rows, as results.key_of reads it back from the file."""
@@ -81,7 +84,8 @@ class Point:
 
     def label(self) -> str:
         dim = f" dim={self.variational_dim}" if catalogue.OPS.get(self.op) and catalogue.op(self.op).takes_dim else ""
-        return f"{self.op}/{self.backend} {self.dtype} {self.shape_text} p={self.p:g}{dim}"
+        model = f" ({self.model})" if self.model else ""
+        return f"{self.op}/{self.backend} {self.dtype} {self.shape_text}{model} p={self.p:g}{dim}"
 
 
 def copy_point(dtype: str, rows: int, cols: int, timers: tuple[str, ...]) -> Point:
@@ -134,8 +138,10 @@ def variational_dim(cfg_dim) -> int:
 
 
 def pairs(ops: list[str], backends: list[str]) -> list[tuple[str, str]]:
-    """Every (op, backend) with op in ops and backend in backends; eager first per op (speedup_vs_eager)."""
-    return [(op, backend) for op in ops for backend in sorted(backends, key=lambda backend: backend != "eager")]
+    """Every (op, backend) with op in ops and backend in backends that the backend runs (bench.catalogue);
+    eager first per op (speedup_vs_eager)."""
+    return [(op, backend) for op in ops for backend in sorted(backends, key=lambda backend: backend != "eager")
+            if catalogue.backend(backend).runs(op)]
 
 
 def chosen_ops(cfg) -> list[str]:
@@ -143,8 +149,20 @@ def chosen_ops(cfg) -> list[str]:
 
 
 def chosen_pairs(cfg) -> list[tuple[str, str]]:
-    """The (op, backend) pairs of op.names x backend.names, in measuring order."""
-    return pairs(chosen_ops(cfg), names(cfg.backend.names, list(catalogue.BACKENDS), "backend.names", all_word=True))
+    """The (op, backend) pairs of op.names x backend.names, in measuring order.
+
+    `all` backends run each op they can; a backend named on its own that runs none of the chosen
+    ops (backend.names=[tutorial] op.names=[variational]) is a ConfigError, not a silent no-op.
+    """
+    ops = chosen_ops(cfg)
+    backends = names(cfg.backend.names, list(catalogue.BACKENDS), "backend.names", all_word=True)
+    named = [str(name) for name in as_list(cfg.backend.names) if str(name) != "all"]
+    for backend in named:
+        row = catalogue.backend(backend)
+        if not any(row.runs(op) for op in ops):
+            raise ConfigError(f"backend.names: {backend} runs none of op.names={ops}; "
+                              f"allowed with {backend}: op.names containing {' or '.join(row.functions)}")
+    return pairs(ops, backends)
 
 
 def timers_for(device: str, rows: int, timing) -> tuple[str, ...]:
@@ -225,8 +243,43 @@ def channel_shapes(shape_cfg, rows_list: list[int], cols: int) -> dict[str, list
     return shapes
 
 
+def model_shapes(shape_cfg, ops: list[str]) -> tuple[dict[str, list[tuple[int, ...]]], dict[tuple[int, ...], str]]:
+    """shape.models: the shapes each op takes (the entries of its mask kind, in config order), and each shape's name.
+
+    Each entry is {name, mask, shape}; names and shapes are unique (a shape is one measurement,
+    so it has one name). An op whose mask kind no entry has is a ConfigError, not skipped.
+    """
+    entries, names_of = {}, {}
+    for index, entry in enumerate(shape_cfg.models):
+        key = f"shape.models[{index}]"
+        name, mask = str(entry.get("name") or ""), entry.get("mask")
+        if not name:
+            raise ConfigError(f"{key}.name: missing; allowed: a non-empty name, e.g. 'gpt2-small mlp'")
+        if mask not in catalogue.MASKS:
+            raise ConfigError(f"{key}.mask={mask}: allowed: {', '.join(catalogue.MASKS)}")
+        shape = _sizes(f"{key}.shape", entry.get("shape"))
+        if name in names_of.values() or shape in names_of:
+            raise ConfigError(f"{key}: {name} {schema.shape_text(shape)} repeats a name or shape; "
+                              f"allowed: each name and shape once")
+        names_of[shape] = name
+        entries.setdefault(mask, []).append(shape)
+    shapes = {}
+    for op in ops:
+        row = catalogue.op(op)
+        if row.mask not in entries:
+            raise ConfigError(f"shape.models: no entry with mask {row.mask}, which op {op} takes; allowed with "
+                              f"these models: op.names of masks {', '.join(entries)}")
+        for shape in entries[row.mask]:
+            if row.is_channel:
+                _check_rank(f"shape.models entry {names_of[shape]}", op, shape)
+        shapes[op] = entries[row.mask]
+    return shapes, names_of
+
+
 def op_shapes(cfg, ops: list[str]) -> dict[str, list[tuple[int, ...]]]:
     """The input shapes each op of `ops` is swept at, in sweep order (see the module docstring)."""
+    if cfg.shape.get("models"):
+        return model_shapes(cfg.shape, ops)[0]
     rows_list = list(dict.fromkeys(_sizes("shape.rows", cfg.shape.rows)))
     (cols,) = _sizes("shape.cols", [cfg.shape.cols])
     channel = channel_shapes(cfg.shape, rows_list, cols)
@@ -264,8 +317,9 @@ def expand(cfg, device: str) -> list[Point]:
     dim = variational_dim(cfg.variational_dim)
     check_timing(cfg.timing)
     shapes = op_shapes(cfg, ops)
+    models = model_shapes(cfg.shape, ops)[1] if cfg.shape.get("models") else {}
     # Every op's list opens with the design's rows x cols, so these are the design's (rows, cols)
-    # in rows order, then the conv shapes' in config order.
+    # in rows order, then the conv shapes' in config order (shape=models: the entries' in config order).
     sizes = dict.fromkeys(rows_cols(shape) for op in ops for shape in shapes[op])
 
     points = []
@@ -278,7 +332,8 @@ def expand(cfg, device: str) -> list[Point]:
                     op_dim = dim if catalogue.op(op).takes_dim else NO_DIM
                     for shape in shapes[op]:
                         if rows_cols(shape) == (rows, cols):
-                            points.append(Point(op, backend, dtype, shape, p, tuple(directions), timers, op_dim))
+                            points.append(Point(op, backend, dtype, shape, p, tuple(directions), timers, op_dim,
+                                                models.get(shape, "")))
     return points
 
 

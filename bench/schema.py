@@ -16,6 +16,7 @@ COLUMNS = [
     "rows",              # the input's first dim (N of a channel op's (N, C, ...) input)
     "cols",              # numel // rows: the input read as (rows, cols)
     "shape",             # the whole input shape, e.g. 8192x192x16x16 for a channel op's (N, C, H, W)
+    "model",             # the shape=models entry the shape is (e.g. "llama-7b mlp"); empty for the design grid
     "numel",             # rows * cols; tokens per step for training-step rows
     "p",                 # drop probability
     "variational_dim",   # the dim the variational mask is shared along (0 where the op has none)
@@ -62,6 +63,7 @@ ADDED_COLUMNS = {
     "variational_dim": lambda row: "0",
     "samples": lambda row: "",          # not recorded then
     "mask_contract": lambda row: "v1",  # the only mask stream there was
+    "model": lambda row: "",            # every shape came from the design grid
 }
 #: Backend names of older files, and what they time: the Triton kernel of the row's op.
 RENAMED_BACKENDS = {"triton_seeded": "triton", "triton_variational": "triton"}

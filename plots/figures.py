@@ -3,7 +3,8 @@
 Figures are built on matplotlib.figure.Figure, never pyplot, so no GUI backend
 is ever chosen and nothing global is left behind: saving renders with Agg.
 Every figure against rows takes the same arguments, (rows, copy, style, title), so the
-caller can treat them alike; `shapes` draws the shapes not swept over rows. Rows whose status is not "ok" are never drawn as
+caller can treat them alike; `shapes` draws the shapes not swept over rows, `models` the
+named shapes of real models (shape=models). Rows whose status is not "ok" are never drawn as
 values: they leave a gap in the line and an "x" at the bottom of the axes.
 """
 
@@ -18,15 +19,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from dropbench.bench import schema
+from dropbench.bench import catalogue, schema
 
-#: One colour per backend, fixed so a backend looks the same in every figure.
-COLORS = {
-    "triton": "tab:blue",
-    "eager": "tab:red",
-    "compile": "tab:orange",
-    "copy": "black",
-}
 #: Runs differ by marker and line style; "x" is kept for rows that are not ok.
 MARKERS = ["o", "s", "^", "D", "v", "P", "*", "h"]
 LINESTYLES = ["-", ":", "-.", (0, (5, 1, 1, 1))]
@@ -55,7 +49,11 @@ class Style:
         )
 
     def color(self, backend: str) -> str:
-        return COLORS.get(backend, "tab:gray")
+        """The catalogue row's colour, so a backend looks the same in every figure."""
+        if backend == schema.COPY:
+            return catalogue.COPY_COLOR
+        row = catalogue.BACKENDS.get(backend)
+        return row.color if row else "tab:gray"
 
     def marker(self, run: str) -> str:
         return MARKERS[self.runs.index(run) % len(MARKERS)]
@@ -273,31 +271,65 @@ def shapes(rows: pd.DataFrame, style: Style, title: str) -> Figure:
     shape_names = list(pd.unique(ordered["shape"]))
     slots = [(backend, run) for backend in style.backends for run in style.runs
              if ((rows["backend"] == backend) & (rows["run"] == run)).any()]
-    bar_width = 0.8 / max(len(slots), 1)
     width = max(8.0, 0.35 * len(slots) * len(shape_names) + 1.5)
     figure = Figure(figsize=(width + LEGEND_WIDTH, 0.6 + 2.6 * len(directions)), layout="constrained")
     axes = figure.subplots(len(directions), 1, squeeze=False, sharex=True)[:, 0]
     for axis, direction in zip(axes, directions):
-        here = rows[rows["direction"] == direction]
-        for slot, (backend, run) in enumerate(slots):
-            for group, shape in enumerate(shape_names):
-                point = here[(here["backend"] == backend) & (here["run"] == run) & (here["shape"] == shape)]
-                if point.empty:
-                    continue
-                position = group + (slot - (len(slots) - 1) / 2) * bar_width
-                _bar(axis, position, bar_width, point.iloc[0], "pct_of_copy", style, backend, run, "{:.0f}")
-        axis.axhline(100.0, color=style.color(schema.COPY), linestyle="--", linewidth=1)
+        _pct_bars(axis, rows[rows["direction"] == direction], style, slots, shape_names)
         axis.set_title(direction)
-        axis.set_ylabel("% of copy")
-        axis.margins(y=0.15)
-        axis.set_ylim(bottom=0)
-        axis.grid(True, axis="y", alpha=0.3)
     axes[-1].set_xticks(range(len(shape_names)), shape_names, rotation=15)
     axes[-1].set_xlabel("input shape (each against a copy of its own size)")
     figure.suptitle(f"% of copy per shape — {title}")
     extra = [Line2D([], [], color=style.color(schema.COPY), linestyle="--", label="copy (100%)")]
     _legend(figure, style, rows, with_band=False, extra=extra, runs_as_hatches=True)
     return figure
+
+
+def models(rows: pd.DataFrame, style: Style, title: str) -> Figure:
+    """% of copy throughput per model shape, bars per backend (and run); one panel per (dtype, p).
+
+    For the rows of one timer, op and direction from shape=models: each shape is named by its
+    `model` and read against the copy of its own size, so a reader sees where every backend
+    stands on the activations of real models.
+    """
+    ordered = rows.assign(_numel=rows["rows"] * rows["cols"]).sort_values(["_numel", "shape"], kind="stable")
+    shape_names = list(pd.unique(ordered["shape"]))
+    labels = [f"{ordered.loc[ordered['shape'] == shape, 'model'].iloc[0]}\n{shape}" for shape in shape_names]
+    slots = [(backend, run) for backend in style.backends for run in style.runs
+             if ((rows["backend"] == backend) & (rows["run"] == run)).any()]
+    dtypes = [dtype for dtype in schema.DTYPES if dtype in set(rows["dtype"])]
+    ps = sorted(set(rows["p"]))
+    width = max(8.0, 0.3 * len(slots) * len(shape_names) + 1.5)
+    figure = Figure(figsize=(width * len(ps) + LEGEND_WIDTH, 0.8 + 3.0 * len(dtypes)), layout="constrained")
+    axes = figure.subplots(len(dtypes), len(ps), squeeze=False, sharey=True)
+    for row_index, dtype in enumerate(dtypes):
+        for column_index, p in enumerate(ps):
+            axis = axes[row_index, column_index]
+            here = rows[(rows["dtype"] == dtype) & (rows["p"] == p)]
+            _pct_bars(axis, here, style, slots, shape_names)
+            axis.set_title(f"{dtype}, p={p:g}")
+            axis.set_xticks(range(len(shape_names)), labels, rotation=30, ha="right", fontsize=7)
+    figure.suptitle(f"% of copy on real models' shapes — {title}")
+    extra = [Line2D([], [], color=style.color(schema.COPY), linestyle="--", label="copy (100%)")]
+    _legend(figure, style, rows, with_band=False, extra=extra, runs_as_hatches=True)
+    return figure
+
+
+def _pct_bars(axis, rows: pd.DataFrame, style: Style, slots: list[tuple[str, str]], shape_names: list[str]) -> None:
+    """Bars of pct_of_copy, one group per shape and one bar per (backend, run) slot; x where not ok."""
+    bar_width = 0.8 / max(len(slots), 1)
+    for slot, (backend, run) in enumerate(slots):
+        for group, shape in enumerate(shape_names):
+            point = rows[(rows["backend"] == backend) & (rows["run"] == run) & (rows["shape"] == shape)]
+            if point.empty:
+                continue
+            position = group + (slot - (len(slots) - 1) / 2) * bar_width
+            _bar(axis, position, bar_width, point.iloc[0], "pct_of_copy", style, backend, run, "{:.0f}")
+    axis.axhline(100.0, color=style.color(schema.COPY), linestyle="--", linewidth=1)
+    axis.set_ylabel("% of copy")
+    axis.margins(y=0.15)
+    axis.set_ylim(bottom=0)
+    axis.grid(True, axis="y", alpha=0.3)
 
 
 def _direction_axes(rows: pd.DataFrame, title: str, name: str):

@@ -11,7 +11,9 @@ rows: (rows, cols) for 2-D inputs, (N, C, spatial...) with the same (C, spatial.
 for channel ops. Everything on one figure shares them, so timers are never mixed, no
 two points sit at the same rows, and the file name says exactly what is shown. Shapes
 that are the only one of their series (a channel op's conv shapes) are not a line
-against rows: they go into one `shapes` bar chart per (timer, op, dtype, p).
+against rows: they go into one `shapes` bar chart per (timer, op, dtype, p). Rows of named
+real-model shapes (the `model` column, shape=models) get one `models` figure per (timer, op,
+direction) instead: every backend on every model shape, a panel per dtype and p.
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ KINDS = {
 MEMORY_KIND = "memory"
 #: The file-name prefix of the figure of shapes not swept over rows.
 SHAPES_KIND = "shapes"
+#: The file-name prefix of the figures of real models' shapes.
+MODELS_KIND = "models"
 #: The file-name prefix of the training-step figure.
 TRAIN_KIND = "train"
 FORMATS = ["png", "svg"]
@@ -130,9 +134,15 @@ def _per_row(results: pd.DataFrame) -> pd.Series:
     return results["shape"].str.split("x", n=1).str[1]
 
 
+def _named(results: pd.DataFrame) -> pd.Series:
+    """Whether each row is a named real-model shape (shape=models)."""
+    return results["model"].fillna("") != ""
+
+
 def _series(results: pd.DataFrame) -> pd.DataFrame:
-    """The dropout rows with `per_row` and `single`: whether their series has only one rows value."""
-    dropout = results[results["op"].isin(schema.OPS)]
+    """The dropout rows of the design grid and conv shapes (not the named model shapes), with
+    `per_row` and `single`: whether their series has only one rows value."""
+    dropout = results[results["op"].isin(schema.OPS) & ~_named(results)]
     dropout = dropout.assign(per_row=_per_row(dropout))
     sizes = dropout.groupby(_SERIES)["rows"].transform("nunique")
     return dropout.assign(single=sizes == 1)
@@ -217,6 +227,14 @@ def write_all(results: pd.DataFrame, out_dir: str | Path, timer: str | None = No
     for facet in shapes_facets(results):
         rows = facet.select(results)
         written += save(figures.shapes(rows, style, facet.title(subtitle(rows))), out_dir / facet.stem())
+    for (timer, op, direction), rows in _model_groups(results):
+        stem = f"{MODELS_KIND}-{op}-{direction}-{timer}"
+        reason = missing_model_rows(timer, rows)
+        if reason:
+            skipped.setdefault((MODELS_KIND, reason), []).append(stem)
+            continue
+        title = f"{op}, {direction}, timer {timer}\n{subtitle(rows)}"
+        written += save(figures.models(rows, style, title), out_dir / stem)
     steps = results[results["direction"] == schema.STEP]
     for (op, dtype), rows in steps.groupby(["op", "dtype"], sort=False):
         title = f"{op}, {dtype}\n{subtitle(rows)}"
@@ -226,6 +244,23 @@ def write_all(results: pd.DataFrame, out_dir: str | Path, timer: str | None = No
     if not written:
         raise ResultsError("no figure could be drawn from these rows")
     return written
+
+
+def _model_groups(results: pd.DataFrame):
+    """((timer, op, direction), rows) of the named model shapes, in schema order."""
+    named = results[_named(results) & results["op"].isin(schema.OPS)]
+    order = {name: rank for rank, name in enumerate(schema.TIMERS + schema.ALL_OPS + schema.DIRECTIONS)}
+    groups = named.groupby(["timer", "op", "direction"], sort=False)
+    return sorted(groups, key=lambda group: tuple(order.get(name, -1) for name in group[0]))
+
+
+def missing_model_rows(timer: str, rows: pd.DataFrame) -> str:
+    """Why a models figure cannot be drawn from these rows ('' when it can)."""
+    if timer not in schema.DEVICE_TIMERS:
+        return f"timer {timer} times the host, not the device"
+    if not rows["pct_of_copy"].notna().any():
+        return "no copy rows of the same size and timer"
+    return ""
 
 
 def _same_series(results: pd.DataFrame, facet: Facet) -> pd.DataFrame:

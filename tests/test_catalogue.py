@@ -9,9 +9,19 @@ from dropbench.bench import catalogue
 
 
 def test_the_design_backends_and_what_they_check():
-    assert list(catalogue.BACKENDS) == ["triton", "eager", "compile"]
+    assert list(catalogue.BACKENDS) == ["triton", "eager", "compile", "compile_fallback", "tutorial",
+                                        "seedrepo_1d", "seedrepo_2d"]
     assert catalogue.implementation("dropout", "triton").bit_exact, "the Triton mask must match the reference"
     assert not catalogue.implementation("variational", "eager").bit_exact
+
+
+def test_published_backends_run_only_the_op_they_implement():
+    pairs = catalogue.pairs()
+    assert [op for op, backend in pairs if backend == "tutorial"] == ["dropout"]
+    assert [op for op, backend in pairs if backend.startswith("seedrepo")] == ["variational", "variational"]
+    assert {backend for op, backend in pairs if op == "dropout2d"} == {"triton", "eager", "compile", "compile_fallback"}
+    with pytest.raises(ValueError, match="backend 'tutorial' does not run op 'variational'; it runs: dropout"):
+        catalogue.implementation("variational", "tutorial")
 
 
 @pytest.mark.parametrize("op, backend", catalogue.pairs())

@@ -12,9 +12,13 @@ from dropbench.bench import catalogue, plan, schema
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 DEFAULT_ROWS = [2**k for k in range(14)]  # 1, 2, 4, ..., 8192
 ALL_PAIRS = {
-    ("dropout", "triton"), ("dropout", "eager"), ("dropout", "compile"),
+    ("dropout", "triton"), ("dropout", "eager"), ("dropout", "compile"), ("dropout", "compile_fallback"),
+    ("dropout", "tutorial"),
     ("variational", "triton"), ("variational", "eager"), ("variational", "compile"),
+    ("variational", "compile_fallback"), ("variational", "seedrepo_1d"), ("variational", "seedrepo_2d"),
 }
+#: What backend.names allows, as its error message lists it.
+ALLOWED_BACKENDS = "triton, eager, compile, compile_fallback, tutorial, seedrepo_1d, seedrepo_2d, all"
 #: The conv shapes of configs/shape/default.yaml, swept for the channel ops besides rows x 49152.
 RESNET50 = [(32, 64, 112, 112), (32, 256, 56, 56), (32, 512, 28, 28), (32, 2048, 7, 7)]
 CONV_SHAPES = {"dropout1d": [(32, 512, 1024)], "dropout2d": RESNET50, "dropout3d": [(8, 64, 16, 56, 56)],
@@ -58,7 +62,7 @@ def test_default_results_path_is_in_hydras_run_directory(tmp_path):
 def test_default_plan_on_a_gpu_has_every_point_in_measuring_order():
     cfg = composed()
     points = plan.expand(cfg, "cuda")
-    per_shape = 1 + len(ALL_PAIRS)  # the copy, then each pair
+    per_shape = 1 + len(ALL_PAIRS)  # the copy, then each pair the backend runs
     assert len(points) == 14 * 4 * per_shape
     first_shape = points[:per_shape]
     assert first_shape[0].is_copy, "the copy must come first: pct_of_copy divides by it"
@@ -98,7 +102,7 @@ def test_one_op_needs_no_config_file(value):
 
 @pytest.mark.parametrize("old", ["triton_seeded", "triton_variational"])
 def test_old_backend_names_are_refused_with_the_new_ones(old):
-    with pytest.raises(plan.ConfigError, match=f"backend.names: unknown {old}; allowed: triton, eager, compile, all"):
+    with pytest.raises(plan.ConfigError, match=f"backend.names: unknown {old}; allowed: {ALLOWED_BACKENDS}"):
         plan.expand(composed(f"backend.names=[{old}]"), "cpu")
 
 
@@ -137,7 +141,7 @@ def test_every_option_composes(group):
 @pytest.mark.parametrize("override, words", [
     ("dtype.names=[fp8]", "dtype.names: unknown fp8; allowed: fp16, bf16, fp32, fp64"),
     ("direction.names=[sideways]", "direction.names: unknown sideways; allowed: fwd, bwd, fwd\\+bwd"),
-    ("backend.names=[cuda]", "backend.names: unknown cuda; allowed: triton, eager, compile, all"),
+    ("backend.names=[cuda]", f"backend.names: unknown cuda; allowed: {ALLOWED_BACKENDS}"),
     ("backend.names=[]", "backend.names: nothing chosen"),
     ("p=[1.5]", r"p=\[1.5\]: allowed: a number in \[0, 1\]"),
     ("p=-0.1", r"p=-0.1: allowed: a number in \[0, 1\]"),
@@ -252,3 +256,66 @@ def test_few_and_small_keep_the_channel_split_of_default():
     for option in ("few", "small"):
         cfg = composed(f"shape={option}")
         assert {op: tuple(dims) for op, dims in cfg.shape.channel_dims.items()} == CHANNEL_DIMS
+
+
+# ---- shape=models and +preset=models: the shapes of real models (issue 17) --------------------------
+
+#: What issue 17 lists: (B*T, d) and (B*T, 4d) at 8192 tokens, attention probabilities, the seed project's (64, T, 768).
+MODEL_ELEMENT_SHAPES = {(8192, d) for d in (768, 4096, 8192)} | {(8192, 4 * d) for d in (768, 4096, 8192)} \
+    | {(8, 12, 1024, 1024), (1, 32, 4096, 4096)}
+MODEL_VARIATIONAL_SHAPES = {(64, seq, 768) for seq in (128, 512, 2048)}
+
+
+def test_models_preset_measures_the_issues_shapes_dtypes_and_ps_for_every_backend():
+    points = plan.expand(composed("+preset=models"), "cuda")
+    ops = [point for point in points if not point.is_copy]
+    assert {point.shape for point in ops if point.op == "dropout"} == MODEL_ELEMENT_SHAPES
+    assert {point.shape for point in ops if point.op == "variational"} == MODEL_VARIATIONAL_SHAPES
+    assert {point.dtype for point in points} == {"fp16", "bf16", "fp32"}
+    assert {point.p for point in ops} == {0.1, 0.5}
+    assert {(point.op, point.backend) for point in ops} == ALL_PAIRS, "every backend of both ops"
+    assert {point.variational_dim for point in ops if point.op == "variational"} == {1}, \
+        "the seed project's (B, T, C) share the mask along T"
+    # Per (dtype, p): each element shape with dropout's 5 backends, each variational shape with its 6.
+    assert len(ops) == 3 * 2 * (len(MODEL_ELEMENT_SHAPES) * 5 + len(MODEL_VARIATIONAL_SHAPES) * 6)
+    assert all("cudagraph" in point.timers for point in points), \
+        "every model shape should get the CUDA-graph timer (do_bench times the host at small shapes)"
+
+
+def test_models_preset_names_every_op_row_and_no_copy_row():
+    points = plan.expand(composed("+preset=models"), "cuda")
+    names = {point.shape: point.model for point in points if not point.is_copy}
+    assert names[(8192, 3072)] == "gpt2-small mlp" and names[(64, 2048, 768)] == "seedrepo T2048"
+    assert all(names.values()), f"unnamed model shapes: {[shape for shape, name in names.items() if not name]}"
+    assert all(point.model == "" for point in points if point.is_copy)
+    assert all(point.fields("fwd", "cudagraph")["model"] == point.model for point in points)
+
+
+def test_models_shapes_for_ops_without_entries_are_refused_by_name():
+    with pytest.raises(plan.ConfigError, match="shape.models: no entry with mask channel, which op dropout1d takes"):
+        plan.expand(composed("shape=models", "op=all"), "cpu")
+
+
+@pytest.mark.parametrize("entry, words", [
+    ("{name: x, mask: element, shape: [8192, 768]}", "shape.models\\[1\\]: x 8192x768 repeats a name or shape"),
+    ("{name: y, mask: locked, shape: [4, 4]}", "shape.models\\[1\\].mask=locked: allowed: element, variational, channel"),
+    ("{mask: element, shape: [4, 4]}", "shape.models\\[1\\].name: missing"),
+    ("{name: y, mask: element, shape: [4, 0]}", "shape.models\\[1\\].shape=\\[4, 0\\]: allowed: a list of sizes >= 1"),
+])
+def test_bad_models_entries_are_one_line_naming_the_entry(entry, words):
+    overrides = ["shape=models", f"shape.models=[{{name: x, mask: element, shape: [8192, 768]}}, {entry}]",
+                 "op.names=[dropout]"]
+    with pytest.raises(plan.ConfigError, match=words) as raised:
+        plan.expand(composed(*overrides), "cpu")
+    assert "\n" not in str(raised.value)
+
+
+def test_a_backend_named_for_ops_it_does_not_run_is_refused():
+    with pytest.raises(plan.ConfigError, match="backend.names: tutorial runs none of op.names=\\['variational'\\]; "
+                                               "allowed with tutorial: op.names containing dropout"):
+        plan.expand(composed("op.names=[variational]", "backend.names=[tutorial]"), "cpu")
+
+
+def test_all_backends_run_each_op_they_can():
+    assert plan.chosen_pairs(composed("op.names=[dropout2d]")) == [
+        ("dropout2d", "eager"), ("dropout2d", "triton"), ("dropout2d", "compile"), ("dropout2d", "compile_fallback")]

@@ -159,7 +159,7 @@ def test_row_that_is_not_ok_is_a_gap_and_a_marker_not_a_zero(tmp_path):
     fwd_axis = throughput_figure([csv]).axes[0]
     assert fwd_axis.get_title() == "fwd"
     seeded = [line for line in fwd_axis.get_lines()
-              if line.get_color() == figures.COLORS["triton"]]
+              if line.get_color() == figures.Style(runs=(), backends=()).color("triton")]
     data_line = next(line for line in seeded if line.get_transform() == fwd_axis.transData)
     x, y = np.asarray(data_line.get_xdata()), np.asarray(data_line.get_ydata())
     assert np.isnan(y[x == BAD["rows"]]).all(), f"status incorrect plotted at {y[x == BAD['rows']]}"
@@ -378,3 +378,73 @@ def test_every_committed_csv_plots(tmp_path, monkeypatch, name):
             main([str(REPO / name), "--out", str(tmp_path), "--quiet"])
         return
     assert main([str(REPO / name), "--out", str(tmp_path), "--quiet"]) == 0
+
+
+# ---- shape=models: one figure per (timer, op, direction), every backend on each named shape --------
+
+#: Named shapes and what each backend reaches of the copy there (fresh per test, below).
+MODEL_SHAPES = {"dropout": [("gpt2-small hidden", (8192, 768)), ("llama-7b attn", (1, 32, 4096, 4096))],
+                "variational": [("seedrepo T128", (64, 128, 768))]}
+MODEL_BACKENDS = {"dropout": ["eager", "triton", "tutorial", "compile_fallback"],
+                  "variational": ["eager", "triton", "seedrepo_1d", "seedrepo_2d"]}
+
+
+def make_model_results(fractions: dict[str, float], dtypes=("fp16", "fp32"), ps=(0.1, 0.5)) -> pd.DataFrame:
+    """Rows as +preset=models writes them: copies unnamed, op rows named in `model`; ms from fractions of the copy."""
+    records = []
+    base = make_results(ops=("dropout",), dtypes=("fp16",)).iloc[0].to_dict()  # every other column filled in
+
+    def record(op, backend, dtype, shape, p, direction, model, fraction):
+        numel, passes = int(np.prod(shape)), schema.PASSES[direction]
+        copy_ms = 2 * numel * schema.DTYPE_BYTES[dtype] / 3e9
+        ms = copy_ms * passes / fraction
+        records.append({**base, "op": op, "backend": backend, "dtype": dtype, "rows": shape[0],
+                        "cols": numel // shape[0], "shape": schema.shape_text(shape), "model": model,
+                        "numel": numel, "p": p, "direction": direction, "variational_dim": 1 if op == "variational" else 0,
+                        "ms_median": ms, "ms_p20": ms, "ms_p80": ms, "status": "ok", "error": "", "config": ""})
+
+    for dtype in dtypes:
+        for op, named in MODEL_SHAPES.items():
+            for model, shape in named:
+                record("copy", "copy", dtype, (shape[0], int(np.prod(shape[1:]))), 0.0, "fwd", "", 1.0)
+                for p in ps:
+                    for backend in MODEL_BACKENDS[op]:
+                        for direction in schema.OP_DIRECTIONS:
+                            record(op, backend, dtype, shape, p, direction, model, fractions[backend])
+    return pd.DataFrame.from_records(records, columns=schema.COLUMNS)
+
+
+def test_model_shapes_get_one_figure_per_op_and_direction_with_every_backend(tmp_path):
+    rng = np.random.default_rng()
+    fractions = {backend: float(rng.uniform(0.2, 1.0)) for backends in MODEL_BACKENDS.values() for backend in backends}
+    csv = tmp_path / "h200-models.csv"
+    make_model_results(fractions).to_csv(csv, index=False)
+    results = load_results([csv])
+
+    assert main([str(csv), "--out", str(tmp_path / "figs"), "--quiet"]) == 0
+    written = {path.name for path in (tmp_path / "figs").iterdir()}
+    assert written == {f"models-{op}-{direction}-do_bench.{fmt}" for op in MODEL_SHAPES
+                       for direction in schema.OP_DIRECTIONS for fmt in ("png", "svg")}, \
+        f"named model shapes should get models figures only (no shapes or rows figures): {sorted(written)}"
+
+    rows = results[(results["op"] == "dropout") & (results["direction"] == "fwd")]
+    style = figures.Style.from_results(results)
+    figure = figures.models(rows, style, "d")
+    panels = [axis for axis in figure.axes if axis.get_title()]
+    assert [axis.get_title() for axis in panels] == ["fp16, p=0.1", "fp16, p=0.5", "fp32, p=0.1", "fp32, p=0.5"]
+    assert [tick.get_text() for tick in panels[0].get_xticklabels()] == [
+        "gpt2-small hidden\n8192x768", "llama-7b attn\n1x32x4096x4096"], "named shapes by size"
+    expected = sorted(100 * fractions[backend] for backend in MODEL_BACKENDS["dropout"] for _ in range(2))
+    heights = sorted(patch.get_height() for patch in panels[0].patches)
+    assert np.allclose(heights, expected, rtol=1e-6), f"one bar per backend and shape at its % of copy: {heights}"
+    colors = {patch.get_facecolor()[:3] for patch in panels[0].patches}
+    assert len(colors) == len(MODEL_BACKENDS["dropout"]), "every backend should have its own colour"
+
+
+def test_every_backend_has_its_catalogue_colour():
+    from dropbench.bench import catalogue
+
+    style = figures.Style(runs=("a",), backends=tuple(catalogue.BACKENDS))
+    colours = [style.color(backend) for backend in catalogue.BACKENDS]
+    assert colours == [row.color for row in catalogue.BACKENDS.values()]
+    assert len(set(colours)) == len(colours), f"two backends share a colour: {colours}"

@@ -259,7 +259,7 @@ def test_summary_names_the_best_backend_at_the_largest_shape(tmp_path, fast_comp
 def test_in_place_rows_time_fwd_and_bwd_and_skip_fwd_bwd(tmp_path, fast_compile):
     rows = sweep_rows(tmp_path, "op.names=dropout_inplace", "backend=all")
     ops = [row for row in rows if row["op"] == "dropout_inplace"]
-    assert {row["backend"] for row in ops} == {"triton", "eager", "compile"}
+    assert {row["backend"] for row in ops} == {"triton", "eager", "compile", "compile_fallback"}
     for row in ops:
         if row["direction"] == "fwd+bwd":
             assert row["status"] == "skipped" and row["error"] == INPLACE_FWD_BWD and row["ms_median"] == ""
@@ -526,7 +526,7 @@ def _other_devices_file(tmp_path) -> Path:
     (["p=[1.5]"], "p=[1.5]: allowed: a number in [0, 1]"),
     (["dtype.names=[fp8]"], "dtype.names: unknown fp8; allowed: fp16, bf16, fp32, fp64"),
     (["variational_dim=5"], "variational_dim=5: allowed: 0 or 1"),
-    (["backend.names=[triton_seeded]"], "backend.names: unknown triton_seeded; allowed: triton, eager, compile, all"),
+    (["backend.names=[triton_seeded]"], "backend.names: unknown triton_seeded; allowed: triton, eager, compile, compile_fallback, tutorial, seedrepo_1d, seedrepo_2d, all"),
     (["RESULTS_DIR"], "is a directory; allowed: the path of a CSV file"),
     (["OTHER_DEVICE", "+preset=smoke", "device=cpu"], "holds rows measured on NVIDIA H100 80GB HBM3, not cpu"),
     pytest.param(["device=cuda"], "device=cuda: torch sees no CUDA device",
@@ -558,3 +558,16 @@ def test_help_describes_the_app_and_its_common_commands(tmp_path):
     assert done.stdout.startswith("dropbench-sweep: time dropout")
     for command in ("+preset=smoke", "+preset=ci", "--cfg job", "dropbench-compare", "op: all, alpha, channel, core"):
         assert command in done.stdout, f"--help does not mention {command}"
+
+
+# ---- shape=models: named shapes of real models ----------------------------------------------------
+
+def test_model_shapes_are_measured_and_named_in_the_csv(tmp_path, fast_compile):
+    models = ("[{name: tiny attn, mask: element, shape: [2, 2, 8, 8]}, "
+              "{name: tiny seq, mask: variational, shape: [2, 8, 16]}]")
+    rows = sweep_rows(tmp_path, "shape=models", f"shape.models={models}", "variational_dim=1")
+    named = {(row["op"], row["shape"], row["model"]) for row in rows if row["op"] != schema.COPY}
+    assert named == {("dropout", "2x2x8x8", "tiny attn"), ("variational", "2x8x16", "tiny seq")}, named
+    assert all(row["status"] == "ok" for row in rows), [row["error"] for row in rows if row["status"] != "ok"]
+    assert {(row["shape"], row["model"]) for row in rows if row["op"] == schema.COPY} == {("2x128", "")}, "both shapes share one copy of 2 x 128"
+    assert {row["variational_dim"] for row in rows if row["op"] == "variational"} == {"1"}
