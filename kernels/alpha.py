@@ -68,7 +68,7 @@ from dropbench.kernels.stream import (
     rows_tile,
     rows_tile_words,
     runs_tile,
-    stream_advance,
+    advance_state,
     stream_origin,
 )
 
@@ -126,7 +126,7 @@ def _alpha_rows_kernel(
     x = tl.load(x_ptr + row * x_row_stride + cols_in_tile, mask=in_bounds)
     y = _apply_alpha(x, word, threshold, a_bits, b_bits, dropped_bits)
     tl.store(out_ptr + row * out_row_stride + cols_in_tile, y, mask=in_bounds)
-    stream_advance(seeds_ptr, snapshot_ptr, advance, SOURCE)
+    advance_state(seeds_ptr, snapshot_ptr, advance, SOURCE)
 
 
 @triton.jit(do_not_specialize=_NO_SPECIALIZE)
@@ -150,7 +150,7 @@ def _alpha_locked_kernel(
     y = _apply_alpha(x, word[None, :], threshold, a_bits, b_bits, dropped_bits)
     out_offsets = o * out_stride_outer + d[:, None] * out_stride_d + m[None, :] * out_stride_m
     tl.store(out_ptr + out_offsets, y, mask=in_bounds)
-    stream_advance(seeds_ptr, snapshot_ptr, advance, SOURCE)
+    advance_state(seeds_ptr, snapshot_ptr, advance, SOURCE)
 
 
 @triton.jit(do_not_specialize=_NO_SPECIALIZE)
@@ -168,7 +168,7 @@ def _alpha_runs_kernel(
     offsets, in_bounds, keep = runs_tile(pid, key, offset, threshold, numel, run_len, BLOCK)
     x = tl.load(x_ptr + offsets, mask=in_bounds)
     tl.store(out_ptr + offsets, _alpha_kept(x, keep, a_bits, b_bits, dropped_bits), mask=in_bounds)
-    stream_advance(seeds_ptr, snapshot_ptr, advance, SOURCE)
+    advance_state(seeds_ptr, snapshot_ptr, advance, SOURCE)
 
 
 # restore_value: while tuning, each benchmarking launch would advance an RNG state.

@@ -127,12 +127,13 @@ def check_row_seeds(seeds: torch.Tensor, x: torch.Tensor) -> None:
         raise ValueError(f"seed is on {seeds.device} but x is on {x.device}; put them on the same device")
 
 
-def check_offset(offset) -> int:
-    """Return the stream offset as an int in [0, 2**62], or raise naming the argument."""
+def check_offset(offset, name: str = "offset") -> int:
+    """Return a stream position (an offset, or a row length of the stream) as an int in [0, 2**62],
+    or raise naming the argument."""
     if isinstance(offset, bool) or not isinstance(offset, numbers.Integral):
-        raise TypeError(f"offset must be an int in [0, 2**62], got {type(offset).__name__}")
+        raise TypeError(f"{name} must be an int in [0, 2**62], got {type(offset).__name__}")
     if not 0 <= offset <= OFFSET_MAX:
-        raise ValueError(f"offset must be in [0, 2**62], got {offset}")
+        raise ValueError(f"{name} must be in [0, 2**62], got {offset}")
     return int(offset)
 
 

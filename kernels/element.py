@@ -32,13 +32,12 @@ from dropbench.kernels.contract import (
     scale_bits,
 )
 from dropbench.kernels.layout import INT32_LIMIT, merge_dims
-from dropbench.kernels.rng import stream_advance
+from dropbench.kernels.rng import advance_length
 from dropbench.kernels.runtime import (
     KernelLauncher,
     RepeatLaunches,
     autotune_bench,
     describe_config,
-    direct_launch_allowed,
     launch,
     seeded_ops,
 )
@@ -50,7 +49,7 @@ from dropbench.kernels.stream import (
     element_words,
     rows_tile,
     rows_tile_words,
-    stream_advance as advance_on_device,
+    advance_state,
     stream_origin,
 )
 
@@ -71,7 +70,7 @@ def _dropout_rows_kernel(
     word = rows_tile_words(key, offset + row * stream_row_len + col_start, cols_in_tile, col_start, ALIGNED, BLOCK)
     x = tl.load(x_ptr + row * x_row_stride + cols_in_tile, mask=in_bounds)
     tl.store(out_ptr + row * out_row_stride + cols_in_tile, apply_keep(x, word, threshold, scale_bits), mask=in_bounds)
-    advance_on_device(seeds_ptr, snapshot_ptr, advance, SOURCE)
+    advance_state(seeds_ptr, snapshot_ptr, advance, SOURCE)
 
 
 @triton.jit(do_not_specialize=["key", "offset", "advance", "threshold", "scale_bits"])
@@ -100,7 +99,7 @@ def _dropout_strided_kernel(
     word = element_words(key, offset + index)
     x = tl.load(x_ptr + x_offsets, mask=in_bounds)
     tl.store(out_ptr + index, apply_keep(x, word, threshold, scale_bits), mask=in_bounds)
-    advance_on_device(seeds_ptr, snapshot_ptr, advance, SOURCE)
+    advance_state(seeds_ptr, snapshot_ptr, advance, SOURCE)
 
 
 ROWS_CONFIGS = [
@@ -148,7 +147,7 @@ def stream_args(stream: Stream, snapshot, numel: int, dummy: torch.Tensor) -> tu
     """(seeds, snapshot, key, offset, advance) kernel arguments of a Stream over `numel` stream
     indices; unused pointers get `dummy` (a None would turn them into constexprs)."""
     seeds = stream.seeds if stream.seeds is not None else dummy
-    advance = stream_advance(numel) if stream.source == STATE else 0
+    advance = advance_length(numel) if stream.source == STATE else 0
     return seeds, dummy if snapshot is None else snapshot, stream.key, stream.offset, advance
 
 
@@ -198,29 +197,19 @@ def _writes_through(x: torch.Tensor, out: torch.Tensor, stream: Stream) -> bool:
 _repeats = RepeatLaunches()
 
 
-def _signature(x: torch.Tensor, p: float, stream: Stream) -> tuple:
-    """What decides a plain call's launch besides (key, offset): layout, dtype, alignment, p, source."""
-    return x.shape, x.stride(), x.dtype, x.data_ptr() % 16, p, stream.source, x.get_device()
-
-
 def element_forward(x: torch.Tensor, p: float, stream: Stream, global_cols=None, snapshot=None,
                     config=None, out=None) -> torch.Tensor:
-    """element_forward_checked, or for a plain call (x on the GPU, new output, offset 0) seen before,
+    """element_forward_checked, or for a plain call (contiguous x on the GPU, a new output) seen before,
     the kernel it launched then, straight through its C launcher: the host-time path of the modules."""
-    plain = out is None and global_cols is None and config is None and stream.offset == 0 and x.is_cuda
-    if plain and x.is_contiguous() and direct_launch_allowed():
-        signature = _signature(x, p, stream)
-        repeat = _repeats.get(signature)
+    plain = out is None and global_cols is None and config is None and x.is_contiguous()
+    signature = _repeats.signature(x, p, stream) if plain else None
+    if signature is not None:
         out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
-        if repeat is not None:
-            launch, fixed_args = repeat
-            seeds = stream.seeds if stream.seeds is not None else x
-            launch(x.get_device(), x, out, seeds, x if snapshot is None else snapshot, stream.key, stream.offset,
-                   *fixed_args)
+        if _repeats.try_launch(signature, x, out, stream, snapshot):
             return out
         if x.numel() and not drops_everything(p):
-            _repeats.remember(signature, *_run_rows(x, out, stream, snapshot, p, 1, x.numel(), x.numel(), x.numel(), 0,
-                                            None))
+            numel = x.numel()
+            _repeats.remember(signature, *_run_rows(x, out, stream, snapshot, p, 1, numel, numel, numel, 0, None))
             return out
     return element_forward_checked(x, p, stream, global_cols, snapshot, config, out)
 
@@ -289,7 +278,7 @@ def check_global_cols(global_cols, x: torch.Tensor):
     """None, or the row length of the whole tensor that x is a column block of."""
     if global_cols is None:
         return None
-    global_cols = check_offset(global_cols)
+    global_cols = check_offset(global_cols, "global_cols")
     if x.dim() == 0 or global_cols < x.shape[-1]:
         raise ValueError(f"global_cols must be >= x.shape[-1] ({x.shape[-1] if x.dim() else 'no dims'}), "
                          f"got {global_cols}")

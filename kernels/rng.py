@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import torch
 
-from dropbench.kernels.contract import SEED_MAX, STATE_SIZE, as_int64_bits, check_seed
+from dropbench.kernels.contract import STATE_SIZE, as_int64_bits, check_offset, check_seed
 
 #: torch.randint draws int64 below this; any 64-bit pattern is a valid key.
 _KEY_DRAW_BOUND = 2**63 - 1
 
 
-def stream_advance(length: int) -> int:
+def advance_length(length: int) -> int:
     """How far a call over `length` stream indices moves the offset: length rounded up to 4."""
     return (length + 3) // 4 * 4
 
@@ -30,7 +30,8 @@ def stream_advance(length: int) -> int:
 def new_state(seed: int | None = None, device=None) -> torch.Tensor:
     """A fresh RNG state at offset 0. seed=None draws the key from torch's default CPU generator
     (one draw, as building an nn.Linear draws), so torch.manual_seed before building a model
-    makes its masks reproducible. Pass a seed to leave the generator untouched."""
+    makes its masks reproducible. Pass a seed to leave the generator untouched.
+    (A call with p = 1 draws nothing and leaves the state where it was.)"""
     if seed is None:
         key = int(torch.randint(_KEY_DRAW_BOUND, (1,), dtype=torch.int64).item())
     else:
@@ -46,7 +47,7 @@ def reset_state(state: torch.Tensor, seed: int, offset: int = 0) -> torch.Tensor
     The offset must be a multiple of 4 (every call starts a Philox counter).
     """
     seed = check_seed(seed)
-    if not 0 <= offset <= SEED_MAX // 4 or offset % 4:
-        raise ValueError(f"offset must be a non-negative multiple of 4, got {offset}")
+    if check_offset(offset) % 4:
+        raise ValueError(f"offset must be a multiple of 4 (every call starts a Philox counter), got {offset}")
     state.copy_(torch.tensor([as_int64_bits(seed), offset, 0, 0], dtype=torch.int64))
     return state

@@ -20,6 +20,7 @@ host); the autotuner adds ~10 us more. So:
 
 from __future__ import annotations
 
+import copy
 import itertools
 import operator
 import os
@@ -28,7 +29,7 @@ from collections.abc import Callable
 import torch
 
 from dropbench.kernels.contract import Stream, drops_everything
-from dropbench.kernels.stream import SNAPSHOT, STATE
+from dropbench.kernels.stream import ROW_KEYS, SNAPSHOT, STATE
 
 Grid = Callable[[dict], tuple]
 
@@ -240,7 +241,7 @@ class KernelLauncher:
             self.kernel[grid(meta)](*args, **constexprs, **config.all_kwargs())
             return
         # The cache holds `config` itself, so its id stays unique while the entry lives.
-        key = (id(config), tuple(constexprs.values()), _specialization(args, self._unspecialized))
+        key = (device_index, id(config), tuple(constexprs.values()), _specialization(args, self._unspecialized))
         compiled = self._compiled.get(key)
         if compiled is not None and direct_launch_allowed():
             self.last_compiled = compiled.at(grid(meta)[0])
@@ -264,9 +265,8 @@ class CompiledLaunch:
 
     def at(self, grid0: int) -> "CompiledLaunch":
         """The same kernel over a 1-D grid of grid0 programs."""
-        launch = object.__new__(CompiledLaunch)
-        launch.run, launch.function, launch.packed_metadata = self.run, self.function, self.packed_metadata
-        launch.constexpr_values, launch.config, launch.grid0 = self.constexpr_values, self.config, grid0
+        launch = copy.copy(self)
+        launch.grid0 = grid0
         return launch
 
     def __call__(self, device_index: int, *args) -> None:
@@ -279,8 +279,9 @@ class RepeatLaunches:
     """Launches already made, by call signature: the compiled kernel and the arguments the
     signature fixes, so that a repeated call skips every host-side decision.
 
-    A signature must hold everything that decides the launch besides the per-call arguments,
-    which are the kernels' first six: (x, out, seeds, snapshot, key, offset).
+    The per-call arguments are the kernels' first six, (x, out, seeds, snapshot, key, offset);
+    the signature holds everything else that decides the launch, including what Triton
+    specializes on: x's layout, dtype and alignment, the key's width, the seeds' alignment.
     """
 
     PER_CALL_ARGS, MAX_ENTRIES = 6, 4096
@@ -288,8 +289,26 @@ class RepeatLaunches:
     def __init__(self):
         self._launches: dict[tuple, tuple] = {}
 
-    def get(self, signature: tuple):
-        return self._launches.get(signature)
+    @staticmethod
+    def signature(x: torch.Tensor, p: float, stream, *extra) -> tuple | None:
+        """The call's signature, or None where repeat launches don't apply: not on a GPU, a stream
+        offset (shards), per-row keys, or profiler hooks (Triton's own path must run)."""
+        if not x.is_cuda or stream.offset or stream.source == ROW_KEYS or not direct_launch_allowed():
+            return None
+        seeds_alignment = None if stream.seeds is None else stream.seeds.data_ptr() % 16
+        return (x.shape, x.stride(), x.dtype, x.data_ptr() % 16, x.get_device(), p, stream.source,
+                INT32_MIN <= stream.key <= INT32_MAX, seeds_alignment, *extra)
+
+    def try_launch(self, signature: tuple, x: torch.Tensor, out: torch.Tensor, stream, snapshot) -> bool:
+        """Launch the kept kernel for this signature, if there is one; unused pointers get x."""
+        repeat = self._launches.get(signature)
+        if repeat is None:
+            return False
+        launch, fixed_args = repeat
+        seeds = x if stream.seeds is None else stream.seeds
+        launch(x.get_device(), x, out, seeds, x if snapshot is None else snapshot, stream.key, stream.offset,
+               *fixed_args)
+        return True
 
     def remember(self, signature: tuple, launcher: KernelLauncher, args: tuple) -> None:
         """Keep the launch `launcher` just made with `args` (if it ran compiled: not a tuning run)."""

@@ -44,7 +44,7 @@ def stream_origin(seeds_ptr, key, offset, row, SOURCE: tl.constexpr):
 
 
 @triton.jit
-def stream_advance(state_ptr, snapshot_ptr, advance, SOURCE: tl.constexpr):
+def advance_state(state_ptr, snapshot_ptr, advance, SOURCE: tl.constexpr):
     """With SOURCE == STATE: record the state this launch used, and move it on once every program has read it.
 
     Every program reads the state at its start and only then takes a ticket (the atomic

@@ -35,7 +35,6 @@ from dropbench.kernels.runtime import (
     RepeatLaunches,
     autotune_bench,
     describe_config,
-    direct_launch_allowed,
     latest_config,
     seeded_ops,
 )
@@ -46,7 +45,7 @@ from dropbench.kernels.stream import (
     locked_tile,
     runs_tile,
     scale_kept,
-    stream_advance,
+    advance_state,
     stream_origin,
 )
 
@@ -72,7 +71,7 @@ def _locked_dropout_kernel(
     y = apply_keep(x, word[None, :], threshold, scale_bits)
     out_offsets = o * out_stride_outer + d[:, None] * out_stride_d + m[None, :] * out_stride_m
     tl.store(out_ptr + out_offsets, y, mask=in_bounds)
-    stream_advance(seeds_ptr, snapshot_ptr, advance, SOURCE)
+    advance_state(seeds_ptr, snapshot_ptr, advance, SOURCE)
 
 
 @triton.jit(do_not_specialize=["key", "offset", "advance", "threshold", "scale_bits"])
@@ -89,7 +88,7 @@ def _runs_dropout_kernel(
     offsets, in_bounds, keep = runs_tile(pid, key, offset, threshold, numel, run_len, BLOCK)
     x = tl.load(x_ptr + offsets, mask=in_bounds)
     tl.store(out_ptr + offsets, scale_kept(x, keep, scale_bits), mask=in_bounds)
-    stream_advance(seeds_ptr, snapshot_ptr, advance, SOURCE)
+    advance_state(seeds_ptr, snapshot_ptr, advance, SOURCE)
 
 
 def fitting_runs_configs(configs, named_args, **kwargs):
@@ -151,16 +150,9 @@ def variational_dropout_forward(x: torch.Tensor, p: float, stream: Stream, dim: 
     out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     if x.numel() == 0:
         return out
-    plain = config is None and stream.offset == 0 and x.is_cuda and direct_launch_allowed()
-    if plain:
-        signature = (x.shape, x.stride(), x.dtype, x.data_ptr() % 16, p, stream.source, dim, x.get_device())
-        repeat = _repeats.get(signature)
-        if repeat is not None:
-            kernel_launch, fixed_args = repeat
-            seeds = stream.seeds if stream.seeds is not None else x
-            kernel_launch(x.get_device(), x, out, seeds, x if snapshot is None else snapshot, stream.key,
-                          stream.offset, *fixed_args)
-            return out
+    signature = _repeats.signature(x, p, stream, dim) if config is None else None
+    if signature is not None and _repeats.try_launch(signature, x, out, stream, snapshot):
+        return out
     layout = outer_d_m(x, dim)
     copied = layout is None
     if copied:
@@ -170,7 +162,7 @@ def variational_dropout_forward(x: torch.Tensor, p: float, stream: Stream, dim: 
     (outer, _, size_m), *_ = layout
     leading = (x, out, *stream_args(stream, snapshot, outer * size_m, x), threshold, bits)
     launched = launch_shared(_locked, _runs, leading, layout, stream, config)
-    if plain and not copied:  # a copied x is a new layout every call
+    if signature is not None and not copied:  # a copied x is a new layout every call
         _repeats.remember(signature, *launched)
     return out
 

@@ -104,6 +104,7 @@ def test_reset_state_replays_a_run(device, generator):
         ({"seed": 1, "offset": 1.5}, TypeError, "offset must be an int"),
         ({"state": "make", "offset": 4}, TypeError, "take a seed, not state"),
         ({"seed": 1, "global_cols": 3}, ValueError, "global_cols must be >="),
+        ({"seed": 1, "global_cols": -3}, ValueError, "global_cols must be in"),
         ({"seed": torch.tensor(1, dtype=torch.int32)}, TypeError, "0-d tensor must be int64"),
         ({}, TypeError, "seed is required"),
     ],
@@ -201,3 +202,22 @@ def test_repeated_module_calls_follow_the_reference_from_their_state(dtype, gene
             (grad,) = torch.autograd.grad(y, x, torch.ones_like(y))
             assert torch.equal(kept(grad), expected), f"{type(module).__name__} {dtype}: backward mask"
     assert len(offsets) == 10, "each call must read a new offset"
+
+
+@pytest.mark.gpu
+def test_repeat_launches_tell_apart_what_triton_specializes_on(generator):
+    """The host-time path keeps one compiled launch per call signature: a 64-bit key after a 32-bit
+    one, per-row keys and a misaligned key tensor on the same shape must each get their own mask."""
+    x = random_input((4, 4096), torch.float16, "cuda", generator)
+    for seed in (5, 5, 2**40 + 5, 2**40 + 5, 7):
+        assert torch.equal(kept(seeded_dropout(x, 0.5, seed)), reference.keep_mask(x.shape, 0.5, seed)), seed
+    rows = torch.arange(11, 15, device="cuda")
+    for _ in range(2):
+        assert torch.equal(kept(seeded_dropout(x, 0.5, rows)), reference.keep_mask(x.shape, 0.5, rows.cpu()))
+    keys = torch.arange(100, 104, device="cuda")
+    for index in (0, 1, 1, 2):  # keys[1] is 8 bytes past a 16-byte boundary
+        key = keys[index]
+        expected = reference.keep_mask(x.shape, 0.5, 100 + index)
+        assert torch.equal(kept(seeded_dropout(x, 0.5, key)), expected), f"key tensor {index}"
+        assert torch.equal(kept(variational_dropout(x, 0.5, key, 0)),
+                           reference.variational_keep_mask(x.shape, 0.5, 100 + index, 0).expand(x.shape))
