@@ -115,7 +115,8 @@ class Trainer:
         with torch.autocast("cuda", dtype=torch.bfloat16):
             return self.forward(self.tokens, self.targets)
 
-    def step(self) -> float:
+    def step(self):
+        """One training step; returns the loss tensor (no host sync)."""
         import torch
 
         torch.compiler.cudagraph_mark_step_begin()
@@ -165,20 +166,41 @@ def time_steps(trainer: Trainer, warmup: int, steps: int) -> tuple[list[float], 
     return times, torch.cuda.max_memory_allocated()
 
 
+def frozen_masks(trainer: Trainer) -> list[str]:
+    """The seeded dropouts whose RNG state did not move over one step (masks frozen, e.g. by a
+    compiled or captured graph that baked in a stream position). Empty for nn.Dropout."""
+    from dropbench.kernels.modules import StatefulDropout
+
+    modules = {name: module for name, module in trainer.model.named_modules() if isinstance(module, StatefulDropout)}
+    before = {name: module.rng_state[1].item() for name, module in modules.items()}
+    trainer.step()
+    return [name for name, module in modules.items() if module.rng_state[1].item() == before[name]]
+
+
+def row_key(dims: Dims, dropout: str, mode: str, p: float) -> dict:
+    """The key columns of one (dropout, mode) row."""
+    op, backend = DROPOUTS[dropout]
+    return {"op": op, "backend": backend, "dtype": "bf16", "rows": dims.batch, "cols": dims.seq,
+            "shape": dims.shape, "p": p, "direction": "step", "timer": MODES[mode],
+            "variational_dim": 1 if dropout == "variational" else 0}
+
+
 def measure(dims: Dims, dropout: str, mode: str, p: float, warmup: int, steps: int, env: dict) -> dict:
-    """One CSV row: this dropout in this mode."""
+    """One CSV row: this dropout in this mode (status incorrect, untimed, if its masks froze)."""
     import gc
 
     import torch
 
-    op, backend = DROPOUTS[dropout]
-    row = {**env, "op": op, "backend": backend, "dtype": "bf16", "rows": dims.batch, "cols": dims.seq,
-           "shape": dims.shape, "numel": dims.batch * dims.seq, "p": p, "direction": "step",
-           "timer": MODES[mode], "variational_dim": 1 if dropout == "variational" else 0}
+    row = {**env, **row_key(dims, dropout, mode, p), "numel": dims.batch * dims.seq}
     trainer = None
     try:
         trainer = Trainer(dims, dropout, p, mode)
-        times, peak = time_steps(trainer, warmup, steps)
+        for _ in range(warmup):
+            trainer.step()
+        frozen = frozen_masks(trainer)
+        if frozen:
+            return {**row, "status": "incorrect", "error": f"masks did not change over a step in {mode}: {frozen[:3]}"}
+        times, peak = time_steps(trainer, 1, steps)
         quantiles = statistics.quantiles(times, n=10)
         row.update(ms_median=statistics.median(times), ms_p20=quantiles[1], ms_p80=quantiles[7],
                    peak_bytes=peak, samples=len(times), status="ok")
@@ -227,21 +249,16 @@ def main(argv=None) -> None:
         out = ResultsFile(args.out, env["device"], autograd_threads=True)
     except ResultsError as error:
         sys.exit(f"dropbench-train-step: {error}")
-    check(dims)
+    todo = [(mode, dropout) for mode in args.modes for dropout in args.dropouts
+             if key_of(row_key(dims, dropout, mode, args.p)) not in out.done]
+    if todo:
+        check(dims)
     with out:
-        for mode in args.modes:
-            for dropout in args.dropouts:
-                op, backend = DROPOUTS[dropout]
-                key = {"op": op, "backend": backend, "dtype": "bf16", "rows": dims.batch, "cols": dims.seq,
-                       "shape": dims.shape, "p": args.p, "direction": "step", "timer": MODES[mode],
-                       "variational_dim": 1 if dropout == "variational" else 0}
-                if key_of(key) in out.done:
-                    print(f"{mode:>10} {dropout:>11}: already in {args.out}", flush=True)
-                    continue
-                row = measure(dims, dropout, mode, args.p, args.warmup, args.steps, env)
-                out.write(row)
-                print(f"{mode:>10} {dropout:>11}: {row.get('ms_median', float('nan')):8.3f} ms/step, "
-                      f"peak {row.get('peak_bytes', 0) / 1e9:.2f} GB ({row['status']})", flush=True)
+        for mode, dropout in todo:
+            row = measure(dims, dropout, mode, args.p, args.warmup, args.steps, env)
+            out.write(row)
+            print(f"{mode:>10} {dropout:>11}: {row.get('ms_median', float('nan')):8.3f} ms/step, "
+                  f"peak {row.get('peak_bytes', 0) / 1e9:.2f} GB ({row['status']})", flush=True)
     print(f"rows in {args.out}", flush=True)
 
 

@@ -57,3 +57,22 @@ def test_bad_arguments_are_one_line_errors(argv, words, capsys):
 def test_without_a_gpu_it_says_so(tmp_path):
     with pytest.raises(SystemExit, match="needs a CUDA GPU"):
         train_step.main(["--out", str(tmp_path / "train.csv")])
+
+
+class _FakeTrainer:
+    """Trainer's interface for frozen_masks: a model and a step that runs it (or, frozen, does not)."""
+
+    def __init__(self, model, runs_the_model: bool):
+        self.model, self.runs_the_model = model, runs_the_model
+
+    def step(self):
+        if self.runs_the_model:
+            _loss(self.model, torch.Generator().manual_seed(0)).backward()
+
+
+def test_frozen_masks_names_the_dropouts_whose_state_did_not_move():
+    model = build_model(TINY, "triton", 0.1).train()
+    assert train_step.frozen_masks(_FakeTrainer(model, runs_the_model=True)) == []
+    frozen = train_step.frozen_masks(_FakeTrainer(model, runs_the_model=False))
+    assert len(frozen) == 3 and "embedding_dropout" in frozen, frozen
+    assert train_step.frozen_masks(_FakeTrainer(build_model(TINY, "eager", 0.1), runs_the_model=False)) == []
