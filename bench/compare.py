@@ -376,12 +376,17 @@ def _names(devices: set) -> str:
 
 # -- command line ----------------------------------------------------------------------
 
+#: The ops whose rows are judged (copy rows never are), for --threshold-for.
+JUDGED_OPS = [op for op in ALL_OPS if op != COPY]
+
+
 def _op_threshold(text: str) -> tuple[str, float]:
-    """Parse OP=VALUE; unknown ops are refused so that a typo cannot silently apply nothing."""
+    """Parse OP=VALUE; unknown ops (and copy, never judged) are refused so that a typo cannot silently
+    apply nothing."""
     op, sep, value = text.partition("=")
-    if not sep or op not in ALL_OPS:
-        raise argparse.ArgumentTypeError(f"expected OP=VALUE with OP one of {', '.join(ALL_OPS)}, got {text!r}")
-    return op, _fraction(value)
+    if not sep or op not in JUDGED_OPS:
+        raise argparse.ArgumentTypeError(f"expected OP=VALUE with OP one of {', '.join(JUDGED_OPS)}, got {text!r}")
+    return op, _relative(value)
 
 
 def _timer_floor(text: str) -> tuple[str, float]:
@@ -397,8 +402,33 @@ def _fraction(text: str) -> float:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
-    if not value >= 0:
+    if not value >= 0:  # also refuses nan
         raise argparse.ArgumentTypeError(f"must be a number >= 0: {text!r}")
+    return value
+
+
+def _relative(text: str) -> float:
+    """A relative slowdown as a fraction: 0.05 is 5%; 5 (a percentage typed by habit) is refused."""
+    value = _fraction(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"a fraction in [0, 1] (0.05 is 5%), got {text!r}")
+    return value
+
+
+def _percent(text: str) -> float:
+    value = _fraction(text)
+    if value > 100:
+        raise argparse.ArgumentTypeError(f"a percentage in [0, 100], got {text!r}")
+    return value
+
+
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0: {text!r}")
     return value
 
 
@@ -409,7 +439,7 @@ def _parse_args(argv):
         description="Compare two dropbench results CSVs; exit 1 on a regression, 3 when nothing was compared.")
     parser.add_argument("baseline", help="results CSV of the reference run")
     parser.add_argument("new", help="results CSV of the run under test")
-    parser.add_argument("--threshold", type=_fraction, default=DEFAULT_THRESHOLD,
+    parser.add_argument("--threshold", type=_relative, default=DEFAULT_THRESHOLD,
                         help="relative slowdown that counts, e.g. 0.05 for 5%% (default %(default)s)")
     parser.add_argument("--threshold-for", type=_op_threshold, action="append", default=[],
                         metavar="OP=VALUE", help="per-op threshold, e.g. variational=0.08; repeatable")
@@ -419,9 +449,9 @@ def _parse_args(argv):
     parser.add_argument("--spread-k", type=_fraction, default=DEFAULT_SPREAD_K, metavar="K",
                         help="p20-p80 spreads a median may move between runs of unchanged code "
                              "(default %(default)s)")
-    parser.add_argument("--min-pct-of-copy", type=float, metavar="PCT",
+    parser.add_argument("--min-pct-of-copy", type=_percent, metavar="PCT",
                         help="fail when a triton row of NEW reaches less than PCT%% of the copy")
-    parser.add_argument("--floor-min-rows", type=int, default=DEFAULT_FLOOR_MIN_ROWS, metavar="N",
+    parser.add_argument("--floor-min-rows", type=_count, default=DEFAULT_FLOOR_MIN_ROWS, metavar="N",
                         help="apply the pct_of_copy floor only to shapes with at least N rows (default %(default)s)")
     parser.add_argument("--fail-on-missing", action="store_true",
                         help="fail when a baseline row is missing (or skipped) in NEW; default report only")

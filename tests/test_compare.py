@@ -395,10 +395,21 @@ def test_a_floor_can_be_set_per_timer(tmp_path):
     ("ci-demo-h100-2026-11-23-v2/ci-a.csv", "ci-demo-h100-2026-11-23-v2/ci-b.csv", 0),
     ("multi-gpu-h200x2-2026-11-23/gpus-0-merged.csv", "multi-gpu-h200x2-2026-11-23/gpus-0-1-merged.csv", 0),
     ("ci-demo-h100-2026-11-23-v2/ci-a.csv", "ci-demo-h100-2026-11-23-v2/ci-slow.csv", 1),
-    ("baseline/NVIDIA_H100_80GB_HBM3.csv", "multi-gpu-h200x2-2026-11-23/gpus-0-merged.csv", 3),
+    ("baseline/nvidia-h100-80gb-hbm3.csv", "multi-gpu-h200x2-2026-11-23/gpus-0-merged.csv", 3),
 ])
 def test_committed_runs_replay_to_their_verdict(baseline, new, code):
     paths = [REPO / "results" / name for name in (baseline, new)]
     if not all(path.exists() for path in paths):
         pytest.skip(f"{baseline} or {new} is no longer committed")
     assert cmp.main([str(path) for path in paths]) == code
+
+
+@pytest.mark.parametrize("option", [
+    ["--threshold", "5"], ["--threshold-for", "copy=0.1"], ["--min-pct-of-copy", "nan"],
+    ["--min-pct-of-copy", "-5"], ["--floor-min-rows", "-1"], ["--threshold", "nan"],
+])
+def test_options_that_would_silently_judge_nothing_are_refused(option, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cmp._parse_args(["a.csv", "b.csv", *option])
+    assert exit_info.value.code == 2, option
+    assert "dropbench-compare: error:" in capsys.readouterr().err
