@@ -185,7 +185,8 @@ def timers_for(device: str, rows: int, timing) -> tuple[str, ...]:
     if not timers:
         raise ConfigError(
             f"shape.rows={rows} gets no timer: allowed: rows >= timing.do_bench_min_rows "
-            f"({timing.do_bench_min_rows}) or rows <= timing.cudagraph_max_rows ({timing.cudagraph_max_rows})")
+            f"({timing.do_bench_min_rows}), rows <= timing.cudagraph_max_rows ({timing.cudagraph_max_rows}) "
+            f"or rows <= timing.host_max_rows ({timing.get('host_max_rows', 0)})")
     return tuple(timers)
 
 
@@ -303,6 +304,11 @@ def check_timing(timing) -> None:
         value = timing.get(key, 1)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ConfigError(f"timing.{key}={value}: allowed: an integer >= 1")
+    # The GPU timers' row ranges: checked on the CPU too, so a GPU run cannot find them bad late.
+    for key in ("do_bench_min_rows", "cudagraph_max_rows", "host_max_rows"):
+        value = timing.get(key, 0)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            raise ConfigError(f"timing.{key}={value}: allowed: an integer >= 0 (a number of rows)")
 
 
 def expand(cfg, device: str) -> list[Point]:
