@@ -42,7 +42,7 @@ import triton.language as tl
 
 from dropbench.kernels import variational
 from dropbench.kernels.channel import FEATURE_RANK_MESSAGE
-from dropbench.kernels.contract import Stream, checked, drops_everything, float64_bits, keep_threshold
+from dropbench.kernels.contract import Stream, checked, float64_bits, keep_threshold
 from dropbench.kernels.element import (
     CPU_CONFIG,
     ROWS_CONFIGS,
@@ -52,16 +52,11 @@ from dropbench.kernels.layout import INT32_LIMIT, channel_view, outer_d_m
 from dropbench.kernels.runtime import (
     KernelLauncher,
     autotune_bench,
-    define_op,
     describe_config,
-    fake_output,
-    fake_output_and_snapshot,
     latest_config,
-    launch,
+    seeded_ops,
 )
 from dropbench.kernels.stream import (
-    SNAPSHOT,
-    STATE,
     element_words,
     keeps,
     locked_tile,
@@ -256,83 +251,21 @@ def feature_alpha_dropout_forward(
     return out
 
 
-def _alpha_state(x, p, state):
-    snapshot = torch.empty(2, dtype=torch.int64, device=x.device)
-    return alpha_dropout_forward(x, p, Stream(STATE, 0, 0, state), False, snapshot), snapshot
-
-
-def _alpha_seeded(x, p, source, key, offset, seeds, grad):
-    return alpha_dropout_forward(x, p, Stream(source, key, offset, seeds), grad)
-
-
-def _feature_alpha_state(x, p, dim, state):
-    snapshot = torch.empty(2, dtype=torch.int64, device=x.device)
-    return feature_alpha_dropout_forward(x, p, Stream(STATE, 0, 0, state), dim, False, snapshot), snapshot
-
-
-def _feature_alpha_seeded(x, p, source, key, offset, seeds, dim, grad):
-    return feature_alpha_dropout_forward(x, p, Stream(source, key, offset, seeds), dim, grad)
-
-
-_alpha_dropout_op = define_op(
-    "alpha_dropout(Tensor x, float p, int source, int key, int offset, Tensor? seeds, bool grad) -> Tensor",
-    _alpha_seeded, fake_output)
-_alpha_dropout_state_op = define_op(
-    "alpha_dropout_state(Tensor x, float p, Tensor(a!) state) -> (Tensor, Tensor)",
-    _alpha_state, fake_output_and_snapshot)
-_feature_alpha_dropout_op = define_op(
-    "feature_alpha_dropout(Tensor x, float p, int source, int key, int offset, Tensor? seeds, int dim, bool grad) "
-    "-> Tensor", _feature_alpha_seeded, fake_output)
-_feature_alpha_dropout_state_op = define_op(
-    "feature_alpha_dropout_state(Tensor x, float p, int dim, Tensor(a!) state) -> (Tensor, Tensor)",
-    _feature_alpha_state, fake_output_and_snapshot)
-
-
 def _everything_dropped(x: torch.Tensor, p: float) -> torch.Tensor:
     """No word passes T(p) = 2**32: every element is `dropped`; 0 at p = 1, as PyTorch returns."""
     value = 0.0 if p == 1.0 else alpha_constants(p)[2]
     return torch.full(x.shape, value, dtype=x.dtype, device=x.device)
 
 
-class AlphaDropoutFunction(torch.autograd.Function):
-    """Forward: the alpha map; backward: the same kernel with B = 0, dropped = 0. Returns (y, snapshot).
+def _alpha_forward(x, p, stream, dim, snapshot, grad):
+    """alpha_dropout's kernel (dim None), or feature_alpha_dropout's on a channel view shared along dim."""
+    if dim is None:
+        return alpha_dropout_forward(x, p, stream, grad, snapshot)
+    return feature_alpha_dropout_forward(x, p, stream, dim, grad, snapshot)
 
-    dim is None for alpha_dropout, the shared dim of a channel view for feature_alpha_dropout.
-    """
 
-    @staticmethod
-    def forward(ctx, x, p, source, key, offset, seeds, dim):
-        ctx.p, ctx.source, ctx.key, ctx.offset, ctx.dim = p, source, key, offset, dim
-        if drops_everything(p):
-            return _everything_dropped(x, p), None
-        if source == STATE:
-            if dim is None:
-                y, snapshot = launch(_alpha_dropout_state_op, _alpha_state, x, p, seeds)
-            else:
-                y, snapshot = launch(_feature_alpha_dropout_state_op, _feature_alpha_state, x, p, dim, seeds)
-            ctx.mark_non_differentiable(snapshot)
-            ctx.save_for_backward(snapshot)
-            return y, snapshot
-        ctx.save_for_backward(seeds)
-        if dim is None:
-            return launch(_alpha_dropout_op, _alpha_seeded, x, p, source, key, offset, seeds, False), None
-        return launch(_feature_alpha_dropout_op, _feature_alpha_seeded, x, p, source, key, offset, seeds, dim,
-                      False), None
-
-    @staticmethod
-    def backward(ctx, grad_out, _grad_snapshot):
-        nones = (None,) * 6
-        if drops_everything(ctx.p):
-            return (torch.zeros_like(grad_out), *nones)
-        (seeds,) = ctx.saved_tensors
-        source = SNAPSHOT if ctx.source == STATE else ctx.source
-        if ctx.dim is None:
-            grad_in = launch(_alpha_dropout_op, _alpha_seeded, grad_out, ctx.p, source, ctx.key, ctx.offset, seeds,
-                             True)
-        else:
-            grad_in = launch(_feature_alpha_dropout_op, _feature_alpha_seeded, grad_out, ctx.p, source, ctx.key,
-                             ctx.offset, seeds, ctx.dim, True)
-        return (grad_in, *nones)
+#: Forward: the alpha map; backward: the same kernel with B = 0 and dropped = 0. Returns (y, snapshot).
+AlphaDropoutFunction = seeded_ops("alpha_dropout", "int? dim", _alpha_forward, _everything_dropped)
 
 
 def alpha_dropout(x: torch.Tensor, p: float, seed=None, training: bool = True, *, offset: int = 0,

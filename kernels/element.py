@@ -256,7 +256,7 @@ def element_forward_checked(x: torch.Tensor, p: float, stream: Stream, global_co
 
 ElementDropoutFunction = seeded_ops(
     "dropout", "int? global_cols",
-    lambda x, p, stream, global_cols, snapshot: element_forward(x, p, stream, global_cols, snapshot))
+    lambda x, p, stream, global_cols, snapshot, grad: element_forward(x, p, stream, global_cols, snapshot))
 
 
 def replay(grad: torch.Tensor, p: float, source: int, key: int, offset: int, seeds, global_cols) -> torch.Tensor:
@@ -264,7 +264,7 @@ def replay(grad: torch.Tensor, p: float, source: int, key: int, offset: int, see
     if source == STATE:
         source = SNAPSHOT
     return launch(ElementDropoutFunction.seeded_op, ElementDropoutFunction.seeded_impl, grad, p, source, key, offset,
-                  seeds, global_cols)
+                  seeds, global_cols, True)
 
 
 def element_dropout(x, p, stream: Stream, global_cols=None, training=True):

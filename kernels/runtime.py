@@ -74,63 +74,63 @@ def fake_output_and_snapshot(x, *_):
     return fake_output(x), torch.empty(2, dtype=torch.int64, device=x.device)
 
 
-def seeded_ops(name: str, extra_schema: str, forward):
-    """Register a seeded op's two forms around forward(x, p, stream, extra, snapshot) and return its
-    autograd Function (seeded_function): `name(x, p, source, key, offset, seeds, extra)` for a given
-    seed, and `name_state(x, p, extra, state) -> (y, snapshot)` for an RNG state it advances.
-    extra_schema declares the op's own argument, e.g. "int dim"."""
+def zeros_like_input(x: torch.Tensor, p: float) -> torch.Tensor:
+    """What dropout gives when no word can be kept (p = 1): zeros."""
+    return torch.zeros(x.shape, dtype=x.dtype, device=x.device)
 
-    def seeded_impl(x, p, source, key, offset, seeds, extra):
-        return forward(x, p, Stream(source, key, offset, seeds), extra, None)
+
+def seeded_ops(name: str, extra_schema: str, forward, everything_dropped=zeros_like_input):
+    """Register a seeded op's two forms around forward(x, p, stream, extra, snapshot, grad) and return
+    its autograd.Function: forward and backward run the same kernel (backward with grad=True, for ops
+    whose gradient map differs, like alpha dropout's), and autograd keeps a few ints and at most a key
+    tensor or a 16-byte snapshot, never anything input-sized.
+
+    The forms: `name(x, p, source, key, offset, seeds, extra, grad)` for a given seed, and
+    `name_state(x, p, extra, state) -> (y, snapshot)` for an RNG state it advances. extra_schema
+    declares the op's own argument (e.g. "int dim"). Eager calls run the implementations directly
+    (launch). apply(x, p, source, key, offset, seeds, extra) returns (y, snapshot): the [key, offset]
+    a STATE call read (None otherwise). everything_dropped(x, p) is the forward where p leaves no
+    word to keep; its gradient is zero.
+    """
+
+    def seeded_impl(x, p, source, key, offset, seeds, extra, grad):
+        return forward(x, p, Stream(source, key, offset, seeds), extra, None, grad)
 
     def state_impl(x, p, extra, state):
         snapshot = torch.empty(2, dtype=torch.int64, device=x.device)
-        return forward(x, p, Stream(STATE, 0, 0, state), extra, snapshot), snapshot
+        return forward(x, p, Stream(STATE, 0, 0, state), extra, snapshot, False), snapshot
 
-    seeded_op = define_op(
-        f"{name}(Tensor x, float p, int source, int key, int offset, Tensor? seeds, {extra_schema}) -> Tensor",
-        seeded_impl, fake_output)
+    seeded_op = define_op(f"{name}(Tensor x, float p, int source, int key, int offset, Tensor? seeds, "
+                          f"{extra_schema}, bool grad) -> Tensor", seeded_impl, fake_output)
     state_op = define_op(f"{name}_state(Tensor x, float p, {extra_schema}, Tensor(a!) state) -> (Tensor, Tensor)",
                          state_impl, fake_output_and_snapshot)
-    function = seeded_function(f"{name}_function", seeded_op, seeded_impl, state_op, state_impl)
-    function.seeded_op, function.seeded_impl = seeded_op, seeded_impl
-    return function
 
-
-def seeded_function(name: str, seeded_op, seeded_impl, state_op, state_impl):
-    """The autograd.Function of a seeded op: forward and backward run the same kernel, and autograd
-    keeps a few ints and at most a key tensor or a 16-byte snapshot, never anything input-sized.
-
-    seeded_op(x, p, source, key, offset, seeds, extra) and state_op(x, p, extra, state) -> (y, snapshot)
-    are the op's two registered forms (`extra`: the op's own argument, e.g. variational's dim);
-    *_impl are their implementations, which eager calls run directly (launch). apply() returns
-    (y, snapshot): the [key, offset] a STATE call read (None otherwise), which backward replays.
-    """
-
-    def forward(ctx, x, p, source, key, offset, seeds, extra):
+    def forward_pass(ctx, x, p, source, key, offset, seeds, extra):
         ctx.p, ctx.source, ctx.key, ctx.offset, ctx.extra = p, source, key, offset, extra
         if drops_everything(p):
-            return torch.zeros(x.shape, dtype=x.dtype, device=x.device), None
+            return everything_dropped(x, p), None
         if source == STATE:
             y, snapshot = launch(state_op, state_impl, x, p, extra, seeds)
             ctx.mark_non_differentiable(snapshot)
             ctx.save_for_backward(snapshot)
             return y, snapshot
         ctx.save_for_backward(seeds)  # None, a 0-d key or one key per row
-        return launch(seeded_op, seeded_impl, x, p, source, key, offset, seeds, extra), None
+        return launch(seeded_op, seeded_impl, x, p, source, key, offset, seeds, extra, False), None
 
-    def backward(ctx, grad_out, _grad_snapshot):
+    def backward_pass(ctx, grad_out, _grad_snapshot):
         nones = (None,) * 6
         if drops_everything(ctx.p):  # forward saved nothing
             return (torch.zeros_like(grad_out), *nones)
         (seeds,) = ctx.saved_tensors
         source = SNAPSHOT if ctx.source == STATE else ctx.source
-        grad_in = launch(seeded_op, seeded_impl, grad_out, ctx.p, source, ctx.key, ctx.offset, seeds, ctx.extra)
+        grad_in = launch(seeded_op, seeded_impl, grad_out, ctx.p, source, ctx.key, ctx.offset, seeds, ctx.extra, True)
         return (grad_in, *nones)
 
-    return type(name, (torch.autograd.Function,), {
-        "__doc__": seeded_function.__doc__, "forward": staticmethod(forward), "backward": staticmethod(backward),
+    function = type(f"{name}_function", (torch.autograd.Function,), {
+        "__doc__": seeded_ops.__doc__, "forward": staticmethod(forward_pass), "backward": staticmethod(backward_pass),
     })
+    function.seeded_op, function.seeded_impl = seeded_op, seeded_impl
+    return function
 
 
 def launch(custom_op, impl, *args):

@@ -197,7 +197,7 @@ def launch_shared(tiles_launcher, runs_launcher, leading_args: tuple, layout, st
 
 VariationalDropoutFunction = seeded_ops(
     "variational_dropout", "int dim",
-    lambda x, p, stream, dim, snapshot: variational_dropout_forward(x, p, stream, dim, snapshot))
+    lambda x, p, stream, dim, snapshot, grad: variational_dropout_forward(x, p, stream, dim, snapshot))
 
 
 def shared_dropout(x, p, stream: Stream, dim: int, training=True):
