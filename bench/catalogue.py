@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 ELEMENT, VARIATIONAL, CHANNEL = "element", "variational", "channel"
 MASKS = (ELEMENT, VARIATIONAL, CHANNEL)
 
-_KERNELS, _EAGER, _REFERENCE = "dropbench.kernels", "dropbench.baselines.ops", "dropbench.kernels.reference"
+_KERNELS, _EAGER, _REFERENCE = "dropbench.kernels", "dropbench.baselines.eager", "dropbench.kernels.reference"
 
 
 @dataclass(frozen=True)
@@ -79,9 +79,9 @@ class Backend:
 
 
 OPS: dict[str, Op] = {
-    "dropout": Op(f"{_KERNELS}:seeded_dropout", "dropbench.baselines.eager:dropout", f"{_REFERENCE}:seeded_dropout",
+    "dropout": Op(f"{_KERNELS}:seeded_dropout", f"{_EAGER}:dropout", f"{_REFERENCE}:seeded_dropout",
                   chosen_config="dropbench.kernels.element:chosen_config"),
-    "variational": Op(f"{_KERNELS}:variational_dropout", "dropbench.baselines.eager:variational_dropout",
+    "variational": Op(f"{_KERNELS}:variational_dropout", f"{_EAGER}:variational_dropout",
                       f"{_REFERENCE}:variational_dropout", mask=VARIATIONAL,
                       chosen_config="dropbench.kernels.variational:chosen_config"),
     "dropout_inplace": Op(f"{_KERNELS}:dropout_", f"{_EAGER}:dropout_inplace", f"{_REFERENCE}:seeded_dropout",

@@ -11,7 +11,7 @@ from helpers import SIGMAS, assert_dropout_values, keep_fraction_bound, random_i
 from test_element import dtypes_for, kept, saved_bytes
 
 from dropbench import kernels
-from dropbench.baselines import ops as eager_ops
+from dropbench.baselines import eager as eager_ops
 from dropbench.bench import catalogue
 from dropbench.kernels import alpha, reference, variational
 
