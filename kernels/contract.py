@@ -160,6 +160,9 @@ def checked(x, p, seed, offset=0, state=None, row_seeds_allowed: bool = True) ->
     if state is not None:
         if seed is not None:
             raise TypeError("give either seed or state, not both")
+        if offset:
+            raise TypeError("offset (shards) takes a seed, not state: every shard of one call must read "
+                            "the same stream, and a state advances per call")
         check_state(state, x)
         return p, Stream(STATE, 0, offset, state)
     if isinstance(seed, torch.Tensor):

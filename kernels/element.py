@@ -161,9 +161,9 @@ def _run_rows(x, out, stream, snapshot, p, rows, cols, x_row_stride, out_row_str
     args = (x, out, *stream_args(stream, snapshot, numel, x), threshold, bits,
             rows, cols, x_row_stride, out_row_stride, stream_row_len)
     launcher = _rows_restoring if out.data_ptr() == x.data_ptr() or stream.source == STATE else _rows
-    launcher(lambda meta: (rows * triton.cdiv(cols, meta["BLOCK"]),), args,
-             {"SOURCE": stream.source, "ALIGNED": aligned, "WIDE_INDEX": wide}, config)
-    return launcher, args
+    launched = launcher(lambda meta: (rows * triton.cdiv(cols, meta["BLOCK"]),), args,
+                        {"SOURCE": stream.source, "ALIGNED": aligned, "WIDE_INDEX": wide}, config)
+    return launched, args
 
 
 def _run_strided(x, out, stream, snapshot, p, config):
@@ -304,7 +304,7 @@ def seeded_dropout(x: torch.Tensor, p: float, seed=None, training: bool = True, 
     global_cols = check_global_cols(global_cols, x)
     if stream.source == ROW_KEYS and global_cols is not None:
         raise TypeError("per-row seeds and global_cols don't combine: e already counts within each row")
-    if stream.source == STATE and (offset or global_cols is not None):
-        raise TypeError("offset and global_cols (shards) take a seed, not state: every shard of one call "
-                        "must read the same stream, and a state advances per call")
+    if stream.source == STATE and global_cols is not None:
+        raise TypeError("global_cols (shards) takes a seed, not state: every shard of one call must read "
+                        "the same stream, and a state advances per call")
     return element_dropout(x, p, stream, global_cols, training)[0]

@@ -20,7 +20,7 @@ host); the autotuner adds ~10 us more. So:
 
 from __future__ import annotations
 
-import copy
+import functools
 import itertools
 import operator
 import os
@@ -199,59 +199,56 @@ class KernelLauncher:
         self.last_config, self.last_launch = None, 0
         self._chosen: dict[tuple, object] = {}
         self._compiled: dict[tuple, CompiledLaunch] = {}
-        self.last_compiled: CompiledLaunch | None = None  # what the latest launch ran, if it ran compiled
         params = getattr(kernel, "params", [])  # the CPU interpreter's kernels have none: it never takes the C path
         self._constexpr_names = [param.name for param in params if param.is_constexpr]
         self._runtime_count = len(params) - len(self._constexpr_names)
         if any(param.is_constexpr for param in params[: self._runtime_count]):
             raise TypeError(f"{kernel.__name__}: constexpr parameters must come after the runtime ones")
         self._unspecialized = frozenset(index for index, param in enumerate(params) if param.do_not_specialize)
-        self._several_gpus = None
 
-    def __call__(self, grid: Grid, args: tuple, constexprs: dict, config=None) -> None:
+    def __call__(self, grid: Grid, args: tuple, constexprs: dict, config=None):
         """kernel[grid(meta)](*args, **constexprs, **meta), meta = config or the default (see the class).
 
         args[0] must be a tensor: its dtype is part of the key, and its device is where the kernel runs.
+        Returns the CompiledLaunch that ran, or None where Triton's own path ran (tuning, compiling,
+        the CPU interpreter, profiler hooks): what a caller may keep for repeat launches.
         """
         device_index = args[0].get_device()  # -1 on the CPU
         if config is None:
             config = self.cpu_config if device_index < 0 else self.gpu_config
-        if self._several_gpus is None:
-            self._several_gpus = torch.cuda.is_available() and torch.cuda.device_count() > 1
-        if self._several_gpus and device_index >= 0 and device_index != torch.cuda.current_device():
+        if device_index >= 0 and _several_gpus() and device_index != torch.cuda.current_device():
             # Triton launches on the current device; torch ops follow their tensors, and so do we.
             with torch.cuda.device(device_index):
-                self._launch(grid, args, constexprs, config, device_index)
-        else:
-            self._launch(grid, args, constexprs, config, device_index)
+                return self._launch(grid, args, constexprs, config, device_index)
+        return self._launch(grid, args, constexprs, config, device_index)
 
-    def _launch(self, grid, args, constexprs, config, device_index) -> None:
+    def _launch(self, grid, args, constexprs, config, device_index):
         self.last_launch = next(KernelLauncher._launches)
-        self.last_compiled = None
         if config is None:
             key = (self.key_of(args), args[0].dtype)
             config = self._chosen.get(key)
             if config is None:
                 self.autotuned[grid](*args, **constexprs)  # benchmarks the configs the first time
                 self._chosen[key] = self.last_config = self.autotuned.best_config
-                return
+                return None
         self.last_config = config
         meta = config.kwargs
         if device_index < 0:
             self.kernel[grid(meta)](*args, **constexprs, **config.all_kwargs())
-            return
+            return None
         # The cache holds `config` itself, so its id stays unique while the entry lives.
         key = (device_index, id(config), tuple(constexprs.values()), _specialization(args, self._unspecialized))
         compiled = self._compiled.get(key)
         if compiled is not None and direct_launch_allowed():
-            self.last_compiled = compiled.at(grid(meta)[0])
-            self.last_compiled(device_index, *args)
-            return
+            launch = compiled.at(grid(meta)[0])
+            launch(device_index, *args)
+            return launch
         kernel = self.kernel[grid(meta)](*args, **constexprs, **config.all_kwargs())
         if compiled is None and hasattr(kernel, "packed_metadata"):
             values = {**constexprs, **meta}
             constexpr_values = tuple(values[name] for name in self._constexpr_names)
             self._compiled[key] = CompiledLaunch(kernel, constexpr_values, config)
+        return None
 
 
 class CompiledLaunch:
@@ -265,8 +262,9 @@ class CompiledLaunch:
 
     def at(self, grid0: int) -> "CompiledLaunch":
         """The same kernel over a 1-D grid of grid0 programs."""
-        launch = copy.copy(self)
-        launch.grid0 = grid0
+        launch = object.__new__(CompiledLaunch)  # on every compiled launch: cheaper than copy.copy
+        launch.run, launch.function, launch.packed_metadata = self.run, self.function, self.packed_metadata
+        launch.constexpr_values, launch.config, launch.grid0 = self.constexpr_values, self.config, grid0
         return launch
 
     def __call__(self, device_index: int, *args) -> None:
@@ -306,17 +304,27 @@ class RepeatLaunches:
             return False
         launch, fixed_args = repeat
         seeds = x if stream.seeds is None else stream.seeds
-        launch(x.get_device(), x, out, seeds, x if snapshot is None else snapshot, stream.key, stream.offset,
-               *fixed_args)
+        args = (x, out, seeds, x if snapshot is None else snapshot, stream.key, stream.offset, *fixed_args)
+        device_index = x.get_device()
+        if _several_gpus() and device_index != torch.cuda.current_device():
+            with torch.cuda.device(device_index):  # the kernel was loaded in x's device's context
+                launch(device_index, *args)
+        else:
+            launch(device_index, *args)
         return True
 
-    def remember(self, signature: tuple, launcher: KernelLauncher, args: tuple) -> None:
-        """Keep the launch `launcher` just made with `args` (if it ran compiled: not a tuning run)."""
-        if launcher.last_compiled is None:
+    def remember(self, signature: tuple, launched, args: tuple) -> None:
+        """Keep `launched`, the CompiledLaunch a KernelLauncher returned for `args` (None: nothing to keep)."""
+        if launched is None:
             return
         if len(self._launches) >= self.MAX_ENTRIES:
             self._launches.clear()
-        self._launches[signature] = (launcher.last_compiled, args[self.PER_CALL_ARGS:])
+        self._launches[signature] = (launched, args[self.PER_CALL_ARGS:])
+
+
+@functools.cache
+def _several_gpus() -> bool:
+    return torch.cuda.is_available() and torch.cuda.device_count() > 1
 
 
 def direct_launch_allowed() -> bool:

@@ -39,7 +39,6 @@ from dropbench.kernels.runtime import (
     seeded_ops,
 )
 from dropbench.kernels.stream import (
-    STATE,
     apply_keep,
     element_words,
     locked_tile,
@@ -169,7 +168,7 @@ def variational_dropout_forward(x: torch.Tensor, p: float, stream: Stream, dim: 
 
 def launch_shared(tiles_launcher, runs_launcher, leading_args: tuple, layout, stream: Stream, config) -> tuple:
     """Launch a shared-mask kernel: the runs kernel where takes_runs(layout), else the tiles.
-    Returns (the launcher used, its arguments).
+    Returns (what the launcher returned: the CompiledLaunch that ran or None, its arguments).
 
     A given config picks the kernel too: BLOCK for the runs kernel (ValueError where the layout
     does not take it), BLOCK_D and BLOCK_M for the tiles. Else the launcher's default (autotuned on a GPU).
@@ -183,16 +182,15 @@ def launch_shared(tiles_launcher, runs_launcher, leading_args: tuple, layout, st
             if config is not None and config.kwargs["BLOCK"] > max_runs_block(size_d):
                 raise ValueError(f"BLOCK={config.kwargs['BLOCK']} spans more than 64 runs of {size_d}")
             args = (*leading_args, numel, size_d)
-            runs_launcher(lambda meta: (triton.cdiv(numel, meta["BLOCK"]),), args, constexprs, config)
-            return runs_launcher, args
+            return runs_launcher(lambda meta: (triton.cdiv(numel, meta["BLOCK"]),), args, constexprs, config), args
         if config is not None:
             raise ValueError(f"config {config} is for the runs kernel, which this layout does not take: {layout}")
     args = (*leading_args, outer, size_d, size_m, *x_strides, *out_strides)
-    tiles_launcher(
+    launched = tiles_launcher(
         lambda meta: (outer * triton.cdiv(size_d, meta["BLOCK_D"]) * triton.cdiv(size_m, meta["BLOCK_M"]),),
         args, constexprs, config,
     )
-    return tiles_launcher, args
+    return launched, args
 
 
 VariationalDropoutFunction = seeded_ops(
@@ -219,6 +217,4 @@ def variational_dropout(x: torch.Tensor, p: float, seed=None, dim: int = 0, trai
     if x.dim() == 0:
         raise ValueError("variational_dropout needs x with at least 1 dim to share the mask along")
     dim = check_dim(dim, x.dim())
-    if stream.source == STATE and offset:
-        raise TypeError("offset (shards) takes a seed, not state: a state advances per call")
     return shared_dropout(x, p, stream, dim, training)[0]

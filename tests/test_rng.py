@@ -102,7 +102,8 @@ def test_reset_state_replays_a_run(device, generator):
         ({"state": torch.zeros(3, dtype=torch.int64)}, TypeError, "state must be an int64 tensor of shape"),
         ({"seed": 1, "offset": -1}, ValueError, "offset must be in"),
         ({"seed": 1, "offset": 1.5}, TypeError, "offset must be an int"),
-        ({"state": "make", "offset": 4}, TypeError, "take a seed, not state"),
+        ({"state": "make", "offset": 4}, TypeError, "offset \\(shards\\) takes a seed, not state"),
+        ({"state": "make", "global_cols": 8}, TypeError, "global_cols \\(shards\\) takes a seed, not state"),
         ({"seed": 1, "global_cols": 3}, ValueError, "global_cols must be >="),
         ({"seed": 1, "global_cols": -3}, ValueError, "global_cols must be in"),
         ({"seed": torch.tensor(1, dtype=torch.int32)}, TypeError, "0-d tensor must be int64"),
@@ -115,6 +116,13 @@ def test_bad_stream_arguments_are_named(kwargs, error, words, device):
         kwargs["state"] = new_state(1, device)
     with pytest.raises(error, match=words):
         seeded_dropout(x, 0.5, **kwargs)
+
+
+@pytest.mark.parametrize("op", [alpha_dropout, dropout2d, variational_dropout])
+def test_every_op_refuses_state_with_an_offset(op, device):
+    """A state's snapshot has its own offset: with a shard offset on top, backward would replay another mask."""
+    with pytest.raises(TypeError, match="offset \\(shards\\) takes a seed, not state"):
+        op(torch.ones(2, 8, 3, 3, device=device), 0.5, state=new_state(1, device), offset=4)
 
 
 def _explain(fn, *args):
