@@ -9,11 +9,19 @@ after attention and after the MLP (p=0.1), bf16 autocast, fused AdamW.
 Rows go into the results CSV schema: op train_step (train_step_variational for
 VariationalDropout along tokens), backend eager (nn.Dropout) or triton, direction step,
 timer train_eager | train_compile | train_cudagraphs (torch.compile's "reduce-overhead"),
-ms_median per step, numel the tokens per step, peak_bytes the peak memory of a step.
+ms_median per step, numel the tokens per step, peak_bytes the step's peak memory above what
+was allocated before it (activations, saved masks, temporaries).
+
+Timing is interleaved: in each mode every dropout's model is built and warmed up, then
+the models take turns, a round of steps each, the order reversed every round, so that
+a drift of the host or the GPU's clocks falls on all of them alike (sequential runs
+showed p20-p80 bands of +-10%). The printed ratio is the median over rounds of
+(this dropout's round median / nn.Dropout's round median).
 
 The correctness gate runs first: with p = 0 a step's loss must equal nn.Dropout's bit for
-bit, and with p > 0 two forward passes of the same batch must draw different masks.
-Needs a CUDA GPU.
+bit, and with p > 0 two forward passes of the same batch must draw different masks; in
+each mode, before timing, two passes must again differ (a compiled or captured graph that
+baked in its masks is recorded incorrect and not timed). Needs a CUDA GPU.
 """
 
 from __future__ import annotations
@@ -147,13 +155,13 @@ def check(dims: Dims) -> None:
             raise AssertionError(f"{dropout}: two passes gave the same loss, so the same masks")
 
 
-def time_steps(trainer: Trainer, warmup: int, steps: int) -> tuple[list[float], int]:
-    """Per-step milliseconds (CUDA events around each step) and the peak memory of a step."""
+def time_steps(trainer: Trainer, steps: int) -> tuple[list[float], int]:
+    """Per-step milliseconds (CUDA events around each step) and the peak memory of a step above
+    what was allocated before it."""
     import torch
 
-    for _ in range(warmup):
-        trainer.step()
     torch.cuda.synchronize()
+    before = torch.cuda.memory_allocated()
     torch.cuda.reset_peak_memory_stats()
     times = []
     for _ in range(steps):
@@ -163,18 +171,19 @@ def time_steps(trainer: Trainer, warmup: int, steps: int) -> tuple[list[float], 
         end.record()
         end.synchronize()
         times.append(start.elapsed_time(end))
-    return times, torch.cuda.max_memory_allocated()
+    return times, torch.cuda.max_memory_allocated() - before
 
 
-def frozen_masks(trainer: Trainer) -> list[str]:
-    """The seeded dropouts whose RNG state did not move over one step (masks frozen, e.g. by a
-    compiled or captured graph that baked in a stream position). Empty for nn.Dropout."""
-    from dropbench.kernels.modules import StatefulDropout
+def masks_change(trainer) -> bool:
+    """Whether two forward passes over the same batch with the same weights differ: False where this
+    mode froze the masks (a compiled or captured graph that baked in its random stream)."""
+    import torch
 
-    modules = {name: module for name, module in trainer.model.named_modules() if isinstance(module, StatefulDropout)}
-    before = {name: module.rng_state[1].item() for name, module in modules.items()}
-    trainer.step()
-    return [name for name, module in modules.items() if module.rng_state[1].item() == before[name]]
+    losses = []
+    for _ in range(2):
+        torch.compiler.cudagraph_mark_step_begin()
+        losses.append(trainer.loss().item())
+    return losses[0] != losses[1]
 
 
 def row_key(dims: Dims, dropout: str, mode: str, p: float) -> dict:
@@ -185,33 +194,56 @@ def row_key(dims: Dims, dropout: str, mode: str, p: float) -> dict:
             "variational_dim": 1 if dropout == "variational" else 0}
 
 
-def measure(dims: Dims, dropout: str, mode: str, p: float, warmup: int, steps: int, env: dict) -> dict:
-    """One CSV row: this dropout in this mode (status incorrect, untimed, if its masks froze)."""
+def measure_mode(dims: Dims, dropouts: list[str], mode: str, p: float, warmup: int, rounds: int,
+                 steps: int, env: dict) -> list[dict]:
+    """One CSV row per dropout in this mode, timed in interleaved rounds (see the module docstring).
+
+    A dropout whose masks froze in this mode gets status incorrect and is not timed.
+    """
     import gc
 
     import torch
 
-    row = {**env, **row_key(dims, dropout, mode, p), "numel": dims.batch * dims.seq}
-    trainer = None
+    rows = {dropout: {**env, **row_key(dims, dropout, mode, p), "numel": dims.batch * dims.seq}
+            for dropout in dropouts}
+    trainers = {}
     try:
-        trainer = Trainer(dims, dropout, p, mode)
-        for _ in range(warmup):
-            trainer.step()
-        frozen = frozen_masks(trainer)
-        if frozen:
-            return {**row, "status": "incorrect", "error": f"masks did not change over a step in {mode}: {frozen[:3]}"}
-        times, peak = time_steps(trainer, 1, steps)
-        quantiles = statistics.quantiles(times, n=10)
-        row.update(ms_median=statistics.median(times), ms_p20=quantiles[1], ms_p80=quantiles[7],
-                   peak_bytes=peak, samples=len(times), status="ok")
+        for dropout in dropouts:
+            trainer = Trainer(dims, dropout, p, mode)
+            for _ in range(warmup):
+                trainer.step()
+            if masks_change(trainer):
+                trainers[dropout] = trainer
+            else:
+                rows[dropout].update(status="incorrect", error=f"two passes gave one mask in {mode}")
+        times = {dropout: [] for dropout in trainers}
+        peaks = dict.fromkeys(trainers, 0)
+        for round_index in range(rounds):
+            order = list(trainers) if round_index % 2 == 0 else list(reversed(trainers))
+            for dropout in order:
+                round_times, peak = time_steps(trainers[dropout], steps)
+                times[dropout].append(round_times)
+                peaks[dropout] = max(peaks[dropout], peak)
+        for dropout, per_round in times.items():
+            every = [ms for round_times in per_round for ms in round_times]
+            quantiles = statistics.quantiles(every, n=10)
+            rows[dropout].update(ms_median=statistics.median(every), ms_p20=quantiles[1], ms_p80=quantiles[7],
+                                 peak_bytes=peaks[dropout], samples=len(every), status="ok")
+        if "eager" in times:
+            for dropout, per_round in times.items():
+                ratios = [statistics.median(mine) / statistics.median(base)
+                          for mine, base in zip(per_round, times["eager"])]
+                rows[dropout]["ratio_vs_eager"] = statistics.median(ratios)
     except torch.cuda.OutOfMemoryError as error:
-        row.update(status="oom", error=str(error).splitlines()[0])
+        for row in rows.values():
+            row.setdefault("status", "oom")
+            row.setdefault("error", str(error).splitlines()[0])
     finally:
-        trainer = None
+        trainers = None
         gc.collect()
         torch.cuda.empty_cache()
         torch._dynamo.reset()
-    return row
+    return list(rows.values())
 
 
 def parse_args(argv=None) -> argparse.Namespace:
@@ -225,13 +257,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES))
     parser.add_argument("--p", type=float, default=0.1, help="drop probability (default 0.1)")
     parser.add_argument("--warmup", type=int, default=5, help="untimed steps first (compilation happens there)")
-    parser.add_argument("--steps", type=int, default=20, help="timed steps")
+    parser.add_argument("--rounds", type=int, default=6, help="interleaved rounds (each dropout's model once a round)")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per round")
     parser.add_argument("--blocks", type=int, default=Dims.blocks, help="transformer blocks (default 12)")
     args = parser.parse_args(argv)
     if not 0.0 <= args.p < 1.0:
         parser.error(f"--p must be in [0, 1), got {args.p}")
-    if args.steps < 3 or args.warmup < 1 or args.blocks < 1:
-        parser.error("--steps must be >= 3, --warmup >= 1 and --blocks >= 1")
+    if args.steps < 3 or args.warmup < 1 or args.blocks < 1 or args.rounds < 1:
+        parser.error("--steps must be >= 3, --warmup >= 1, --rounds >= 1 and --blocks >= 1")
     return args
 
 
@@ -249,16 +282,20 @@ def main(argv=None) -> None:
         out = ResultsFile(args.out, env["device"], autograd_threads=True)
     except ResultsError as error:
         sys.exit(f"dropbench-train-step: {error}")
-    todo = [(mode, dropout) for mode in args.modes for dropout in args.dropouts
-             if key_of(row_key(dims, dropout, mode, args.p)) not in out.done]
+    # A mode is measured whole (its dropouts interleave), unless every row of it is in the file.
+    todo = [mode for mode in args.modes
+            if any(key_of(row_key(dims, dropout, mode, args.p)) not in out.done for dropout in args.dropouts)]
     if todo:
         check(dims)
     with out:
-        for mode, dropout in todo:
-            row = measure(dims, dropout, mode, args.p, args.warmup, args.steps, env)
-            out.write(row)
-            print(f"{mode:>10} {dropout:>11}: {row.get('ms_median', float('nan')):8.3f} ms/step, "
-                  f"peak {row.get('peak_bytes', 0) / 1e9:.2f} GB ({row['status']})", flush=True)
+        for mode in todo:
+            for row in measure_mode(dims, args.dropouts, mode, args.p, args.warmup, args.rounds, args.steps, env):
+                ratio = row.pop("ratio_vs_eager", None)
+                if key_of(row) not in out.done:
+                    out.write(row)
+                print(f"{mode:>10} {row['backend']:>7} {row['op']:>22}: {row.get('ms_median', float('nan')):8.3f} "
+                      f"ms/step, x{ratio or float('nan'):.4f} of nn.Dropout (median of per-round ratios), "
+                      f"peak {row.get('peak_bytes', 0) / 1e9:.2f} GB ({row['status']})", flush=True)
     print(f"rows in {args.out}", flush=True)
 
 

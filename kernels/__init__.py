@@ -1,13 +1,14 @@
 """Seeded Triton dropout: the mask is recomputed from (key, offset, element index), never stored.
 
 Every torch.nn.functional dropout has a seeded form under its PyTorch name, taking `seed`
-(an int or an int64 key tensor) or `state` (a device RNG state that each call advances),
-and `offset` for shards: dropout (= seeded_dropout), dropout_ (in place), dropout1d,
+(an int or an int64 key tensor), `state` (a device RNG state that each call advances) or
+neither (the stream is drawn from torch's generator, as torch's dropout draws), and
+`offset` for shards: dropout (= seeded_dropout), dropout_ (in place), dropout1d,
 dropout2d, dropout3d, feature_dropout, alpha_dropout, feature_alpha_dropout, plus
 variational_dropout (one mask shared along a dim). The modules (SeededDropout for
 nn.Dropout, VariationalDropout, Dropout1d/2d/3d, AlphaDropout, FeatureAlphaDropout)
-hold a device RNG state and draw a fresh mask per call, also under torch.compile and
-CUDA graphs.
+draw from torch's generator like torch.nn's: a fresh mask per call, also under
+torch.compile and CUDA graphs, and the masks torch.manual_seed and checkpointing expect.
 """
 
 from dropbench.kernels.alpha import alpha_dropout, feature_alpha_dropout
@@ -23,7 +24,6 @@ from dropbench.kernels.modules import (
     FeatureAlphaDropout,
     SeededDropout,
     VariationalDropout,
-    checkpoint_context,
 )
 from dropbench.kernels.rng import new_state, reset_state
 from dropbench.kernels.variational import variational_dropout
@@ -41,7 +41,6 @@ __all__ = [
     "SeededDropout",
     "VariationalDropout",
     "alpha_dropout",
-    "checkpoint_context",
     "dropout",
     "dropout1d",
     "dropout2d",

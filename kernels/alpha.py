@@ -280,7 +280,7 @@ def alpha_dropout(x: torch.Tensor, p: float, seed=None, training: bool = True, *
     p, stream = checked(x, p, seed, offset, state, row_seeds_allowed=False)
     if not training or p == 0.0:
         return x
-    return AlphaDropoutFunction.apply(x, p, *stream, None)[0]
+    return AlphaDropoutFunction.run(x, p, stream, None)
 
 
 def feature_alpha_dropout(x: torch.Tensor, p: float, seed=None, training: bool = True, *, offset: int = 0,
@@ -297,8 +297,8 @@ def feature_alpha_dropout(x: torch.Tensor, p: float, seed=None, training: bool =
     if x.dim() < 2:
         if p < 1.0:
             raise RuntimeError(FEATURE_RANK_MESSAGE)
-        return AlphaDropoutFunction.apply(x, p, *stream, None)[0]  # p = 1: zeros; PyTorch does not check here
+        return AlphaDropoutFunction.run(x, p, stream, None)  # p = 1: zeros; PyTorch does not check here
     if math.prod(x.shape[2:]) == 1:
-        return AlphaDropoutFunction.apply(x, p, *stream, None)[0]  # one element per channel: x's element mask
+        return AlphaDropoutFunction.run(x, p, stream, None)  # one element per channel: x's element mask
     view, shared_dim, restore = channel_view(x)
-    return restore(AlphaDropoutFunction.apply(view, p, *stream, shared_dim)[0])
+    return restore(AlphaDropoutFunction.run(view, p, stream, shared_dim))

@@ -46,11 +46,11 @@ def _feature_dropout(x: torch.Tensor, p: float, stream: Stream, training: bool) 
     if x.dim() < 2:
         if p < 1.0:
             raise RuntimeError(FEATURE_RANK_MESSAGE)
-        return element_dropout(x, p, stream)[0]  # p = 1: zeros; PyTorch does not check here
+        return element_dropout(x, p, stream)  # p = 1: zeros; PyTorch does not check here
     if math.prod(x.shape[2:]) == 1:
-        return element_dropout(x, p, stream)[0]  # one element per channel: x's element mask
+        return element_dropout(x, p, stream)  # one element per channel: x's element mask
     view, shared_dim, restore = channel_view(x)
-    return restore(shared_dropout(view, p, stream, shared_dim)[0])
+    return restore(shared_dropout(view, p, stream, shared_dim))
 
 
 def _unbatched(x: torch.Tensor, p: float, stream: Stream, training: bool) -> torch.Tensor:

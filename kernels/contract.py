@@ -17,7 +17,7 @@ from typing import NamedTuple
 
 import torch
 
-from dropbench.kernels.stream import KEY_TENSOR, ROW_KEYS, SCALAR, STATE
+from dropbench.kernels.stream import FROM_TORCH, KEY_TENSOR, ROW_KEYS, SCALAR, STATE
 
 SUPPORTED_DTYPES = {
     torch.float16: "fp16",
@@ -152,7 +152,8 @@ def checked(x, p, seed, offset=0, state=None, row_seeds_allowed: bool = True) ->
 
     seed: an int in [0, 2**64 - 1]; a 0-d int64 tensor (the key, read on x's device); or, for
     2-D x where row_seeds_allowed, a 1-D int64 tensor of per-row keys. state: an RNG state
-    (kernels.rng) instead of seed, which the call reads and advances on the device.
+    (kernels.rng) instead of seed, which the call reads and advances on the device. Neither:
+    a FROM_TORCH stream, drawn from torch's generator when the call runs (kernels.rng.drawn).
     """
     check_input(x)
     p = check_p(p)
@@ -177,7 +178,10 @@ def checked(x, p, seed, offset=0, state=None, row_seeds_allowed: bool = True) ->
         check_row_seeds(seed, x)
         return p, Stream(ROW_KEYS, 0, offset, seed)
     if seed is None:
-        raise TypeError("seed is required: an int in [0, 2**64 - 1] or an int64 tensor; or pass state=")
+        if offset:
+            raise TypeError("offset (shards) takes a seed: every shard of one call must read the same stream, "
+                            "and with no seed each call draws its own from torch's generator")
+        return p, Stream(FROM_TORCH, 0, 0, None)
     return p, Stream(SCALAR, as_int64_bits(check_seed(seed)), offset, None)
 
 

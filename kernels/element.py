@@ -40,8 +40,10 @@ from dropbench.kernels.runtime import (
     describe_config,
     launch,
     seeded_ops,
+    unused_pointer,
 )
 from dropbench.kernels.stream import (
+    FROM_TORCH,
     ROW_KEYS,
     SNAPSHOT,
     STATE,
@@ -143,12 +145,13 @@ def keep_constants(p: float) -> tuple[int, int]:
     return keep_threshold(p), scale_bits(p)
 
 
-def stream_args(stream: Stream, snapshot, numel: int, dummy: torch.Tensor) -> tuple:
+def stream_args(stream: Stream, snapshot, numel: int, x: torch.Tensor) -> tuple:
     """(seeds, snapshot, key, offset, advance) kernel arguments of a Stream over `numel` stream
-    indices; unused pointers get `dummy` (a None would turn them into constexprs)."""
-    seeds = stream.seeds if stream.seeds is not None else dummy
+    indices of a call on x; unused pointers get unused_pointer(x)."""
+    unused = unused_pointer(x)
+    seeds = stream.seeds if stream.seeds is not None else unused
     advance = advance_length(numel) if stream.source == STATE else 0
-    return seeds, dummy if snapshot is None else snapshot, stream.key, stream.offset, advance
+    return seeds, unused if snapshot is None else snapshot, stream.key, stream.offset, advance
 
 
 def _run_rows(x, out, stream, snapshot, p, rows, cols, x_row_stride, out_row_stride, stream_row_len, config):
@@ -268,10 +271,10 @@ def replay(grad: torch.Tensor, p: float, source: int, key: int, offset: int, see
 
 
 def element_dropout(x, p, stream: Stream, global_cols=None, training=True):
-    """Element dropout after the argument checks: (output, snapshot or None)."""
+    """Element dropout after the argument checks."""
     if not training or p == 0.0:
-        return x, None
-    return ElementDropoutFunction.apply(x, p, *stream, global_cols)
+        return x
+    return ElementDropoutFunction.run(x, p, stream, global_cols)
 
 
 def check_global_cols(global_cols, x: torch.Tensor):
@@ -304,7 +307,7 @@ def seeded_dropout(x: torch.Tensor, p: float, seed=None, training: bool = True, 
     global_cols = check_global_cols(global_cols, x)
     if stream.source == ROW_KEYS and global_cols is not None:
         raise TypeError("per-row seeds and global_cols don't combine: e already counts within each row")
-    if stream.source == STATE and global_cols is not None:
-        raise TypeError("global_cols (shards) takes a seed, not state: every shard of one call must read "
-                        "the same stream, and a state advances per call")
-    return element_dropout(x, p, stream, global_cols, training)[0]
+    if stream.source in (STATE, FROM_TORCH) and global_cols is not None:
+        raise TypeError("global_cols (shards) takes a seed: every shard of one call must read the same "
+                        "stream, and a state or torch's generator gives each call its own")
+    return element_dropout(x, p, stream, global_cols, training)

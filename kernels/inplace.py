@@ -21,7 +21,8 @@ import torch
 
 from dropbench.kernels.contract import Stream, checked, drops_everything
 from dropbench.kernels.element import element_forward, replay
-from dropbench.kernels.stream import KEY_TENSOR, SCALAR
+from dropbench.kernels.rng import drawn
+from dropbench.kernels.stream import FROM_TORCH, KEY_TENSOR, SCALAR
 from dropbench.kernels.runtime import define_op, launch
 
 LEAF_MESSAGE = "a leaf Variable that requires grad is being used in an in-place operation."
@@ -73,16 +74,18 @@ def _refuse_leaf(x: torch.Tensor) -> None:
 def dropout_(x: torch.Tensor, p: float, seed=None, training: bool = True, *, offset: int = 0) -> torch.Tensor:
     """In-place element dropout with seeded_dropout's mask; returns x itself.
 
-    seed: an int in [0, 2**64 - 1] or a 0-d int64 key tensor; offset as seeded_dropout.
-    (Per-row seeds and RNG states are not taken in place.) p = 0 or training=False
+    seed: an int in [0, 2**64 - 1] or a 0-d int64 key tensor; offset as seeded_dropout; no seed:
+    the stream is drawn from torch's generator (kernels.rng). (Per-row seeds and RNG states are
+    not taken in place.) p = 0 or training=False
     returns x untouched; p = 1 fills x with exact zeros (gradient zero). Autograd: as
     F.dropout(x, p, inplace=True), see the module docstring.
     """
     p, stream = checked(x, p, seed, offset, row_seeds_allowed=False)
-    if stream.source not in (SCALAR, KEY_TENSOR):
+    if stream.source not in (SCALAR, KEY_TENSOR, FROM_TORCH):
         raise TypeError("dropout_ takes an int seed or a 0-d int64 key tensor")
     if not training or p == 0.0:
         return x
+    stream = drawn(stream, x)
     if not (torch.is_grad_enabled() and x.requires_grad):
         # Nothing for autograd to record: no autograd.Function needed.
         launch(_dropout_inplace_op, _dropout_inplace, x, p, *stream)

@@ -1,23 +1,15 @@
 """nn.Module forms of the seeded dropouts: identity in eval(), a fresh mask per call in train().
 
-Each module holds a device-side RNG state (kernels.rng) as a non-persistent buffer: a
-Philox key drawn from torch's default CPU generator when the module is built (so
-torch.manual_seed before building a model makes its masks reproducible) and a stream
-offset that the kernel itself advances at each call. No .item(), no host sync and no
-extra torch op per call: the same module draws fresh masks in eager mode, inside
-torch.compile(fullgraph=True) graphs and at every CUDA-graph replay. The buffer moves
-with model.to(device), and follows the input on its first call otherwise; being
-non-persistent, it keeps state_dicts interchangeable with nn.Dropout models.
-
-`last_state` is the [key, offset] tensor the last call read (on the device, 16 bytes):
-seeded_dropout(x, p, seed=key, offset=offset) recomputes that call's mask.
-For activation checkpointing, pass checkpoint_context(model) as torch.utils.checkpoint's
-context_fn, so that the recomputed forward reads the states the first forward read.
+Drop-ins for torch.nn's dropout modules, with the same arguments (p, inplace): each call
+draws its stream from torch's generator, as nn.Dropout does (kernels.rng), so
+torch.manual_seed, get/set_rng_state, fork_rng and activation checkpointing behave as
+they do with nn.Dropout, in eager mode, under torch.compile(fullgraph=True) and in CUDA
+graphs (a fresh mask per replay). The modules hold no state: state_dicts stay
+interchangeable with nn.Dropout models. Backward recomputes the mask from the forward's
+(key, offset): nothing of the input's size is saved.
 """
 
 from __future__ import annotations
-
-import contextlib
 
 import torch
 from torch import nn
@@ -25,59 +17,41 @@ from torch import nn
 from dropbench.kernels import alpha, channel
 from dropbench.kernels.contract import check_dim, check_input, check_p
 from dropbench.kernels.element import ElementDropoutFunction
-from dropbench.kernels.rng import new_state
-from dropbench.kernels.stream import STATE
+from dropbench.kernels.inplace import dropout_
+from dropbench.kernels.rng import torch_stream
 from dropbench.kernels.variational import VariationalDropoutFunction
 
 
-class StatefulDropout(nn.Module):
-    """The shared part of the modules: p, the RNG state buffer and the last call's state."""
+class _SeededDropout(nn.Module):
+    """The shared part of the modules: p and inplace, checked as torch.nn's dropouts check them."""
 
-    def __init__(self, p: float = 0.5, seed: int | None = None):
+    def __init__(self, p: float = 0.5, inplace: bool = False):
         super().__init__()
         self.p = check_p(p)
-        self.register_buffer("rng_state", new_state(seed), persistent=False)
-        self.last_state: torch.Tensor | None = None
-
-    def _state_for(self, x: torch.Tensor) -> torch.Tensor:
-        """The RNG state on x's device (moved there once if the module was not).
-
-        Read from _buffers, and devices compared as indices: the per-call host time of a drop-in
-        counts (nn.Module.__getattr__ and torch.device objects cost microseconds).
-        """
-        state = self._buffers["rng_state"]
-        if state.get_device() != x.get_device():
-            state = self.rng_state = state.to(x.device)
-        return state
-
-    def _keep_last_state(self, snapshot) -> None:
-        """last_state = snapshot, past nn.Module.__setattr__ in eager mode (~3 to 7 us a call)."""
-        if torch.compiler.is_compiling():
-            self.last_state = snapshot
-        else:
-            self.__dict__["last_state"] = snapshot
+        self.inplace = bool(inplace)
 
     def extra_repr(self) -> str:
-        return f"p={self.p}"
+        return f"p={self.p}, inplace={self.inplace}"
 
 
-class SeededDropout(StatefulDropout):
-    """Drop-in for nn.Dropout whose mask is recomputed from 16 bytes of state instead of stored."""
+class SeededDropout(_SeededDropout):
+    """Drop-in for nn.Dropout whose mask is recomputed in backward instead of stored."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
-        check_input(x)
-        y, snapshot = ElementDropoutFunction.apply(x, self.p, STATE, 0, 0, self._state_for(x), None)
-        self._keep_last_state(snapshot)
-        return y
+        if self.inplace:
+            return dropout_(x, self.p)
+        check_input(x)  # the hot path of a drop-in: no more Python than it needs
+        return ElementDropoutFunction.apply(x, self.p, *torch_stream(x, x.numel()), None)[0]
 
 
-class VariationalDropout(StatefulDropout):
+class VariationalDropout(nn.Module):
     """Locked dropout: one mask per call, shared along `dim` (e.g. dim=1 for (B, T, C) tokens)."""
 
-    def __init__(self, p: float = 0.5, dim: int = 1, seed: int | None = None):
-        super().__init__(p, seed)
+    def __init__(self, p: float = 0.5, dim: int = 1):
+        super().__init__()
+        self.p = check_p(p)
         if isinstance(dim, bool) or not isinstance(dim, int):
             raise TypeError(f"dim must be an int, got {type(dim).__name__}")
         self.dim = dim
@@ -87,23 +61,22 @@ class VariationalDropout(StatefulDropout):
             return x
         check_input(x)
         dim = check_dim(self.dim, x.dim())
-        y, snapshot = VariationalDropoutFunction.apply(x, self.p, STATE, 0, 0, self._state_for(x), dim)
-        self._keep_last_state(snapshot)
-        return y
+        return VariationalDropoutFunction.apply(x, self.p, *torch_stream(x, x.numel()), dim)[0]
 
     def extra_repr(self) -> str:
         return f"p={self.p}, dim={self.dim}"
 
 
-class _FunctionalDropout(StatefulDropout):
-    """A module calling one seeded function with the module's state (the channel and alpha ops)."""
+class _FunctionalDropout(_SeededDropout):
+    """A module calling one seeded function (the channel and alpha ops); inplace writes the result into x."""
 
     function = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not self.training or self.p == 0.0:
             return x
-        return type(self).function(x, self.p, state=self._state_for(x))
+        y = type(self).function(x, self.p)
+        return x.copy_(y) if self.inplace else y
 
 
 class Dropout1d(_FunctionalDropout):
@@ -134,36 +107,3 @@ class FeatureAlphaDropout(_FunctionalDropout):
     """nn.FeatureAlphaDropout: the alpha map with one keep decision per x[n, c]."""
 
     function = staticmethod(alpha.feature_alpha_dropout)
-
-
-def checkpoint_context(model: nn.Module):
-    """A context_fn for torch.utils.checkpoint(..., use_reentrant=False) that replays dropout masks.
-
-    The first forward advances every module's RNG state; the recomputation in backward must
-    read the states the first forward read. The forward context copies the states (device
-    copies, no sync); the recompute context puts them back for the recomputation and then
-    restores where they had got to.
-    """
-    def context_fn():
-        states = [module.rng_state for module in model.modules() if isinstance(module, StatefulDropout)]
-        at_forward: list[torch.Tensor] = []
-
-        @contextlib.contextmanager
-        def forward_context():
-            at_forward[:] = [state.clone() for state in states]
-            yield
-
-        @contextlib.contextmanager
-        def recompute_context():
-            now = [state.clone() for state in states]
-            for state, saved in zip(states, at_forward):
-                state.copy_(saved)
-            try:
-                yield
-            finally:
-                for state, current in zip(states, now):
-                    state.copy_(current)
-
-        return forward_context(), recompute_context()
-
-    return context_fn

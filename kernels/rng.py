@@ -1,22 +1,31 @@
-"""Device-side RNG state: a Philox key and a 64-bit stream offset that the kernels advance themselves.
+"""Where a call's stream comes from when no seed is given: torch's generator, or an explicit device state.
 
-A state is an int64 tensor [key, offset, tickets, spare] on the input's device. A call
-given `state=` reads (key, offset) on the device, uses stream indices offset + e, and
-its last program moves the offset on by the call's stream length (rounded up to a
-multiple of 4, so every call starts a Philox counter). No host sync and no extra torch
-op per call, so eager calls, torch.compile graphs and CUDA-graph replays all draw a
-fresh mask each time. The call returns nothing of the state; autograd keeps a 2-int64
-snapshot [key, offset] of what the forward read, and backward replays it.
+No seed, no state (the modules, and every function called without one): the stream is
+drawn from torch's generator, as torch's own dropout draws. In eager mode on a GPU the key
+is the CUDA generator's seed and the offset its Philox offset, which the call moves on by
+its stream length (host ints: no extra kernel, no sync). So torch.manual_seed,
+get_rng_state/set_rng_state, fork_rng and activation checkpointing (which restores the RNG
+state before it recomputes) give the masks they give nn.Dropout, and
+seeded_dropout(x, p, seed=key, offset=offset) recomputes a call's mask. While torch.compile
+traces or a CUDA graph captures, host ints would be baked into the graph: the key is then
+a 0-d int64 tensor drawn by a torch RNG op, which the graph re-runs (graph-safe, like every
+torch RNG op), so each call and each replay gets a fresh key. On the CPU (Triton's
+interpreter) the key is drawn from torch's CPU generator.
 
-Recomputing a call's mask: it is the mask of seed=key, offset=offset (kernels.contract),
-with (key, offset) the call's snapshot (SeededDropout.last_state).
+An explicit state is an int64 tensor [key, offset, tickets, spare] on the input's device,
+for masks reproducible by key without torch's generator. A call given `state=` reads
+(key, offset) on the device, uses stream indices offset + e, and its last program moves
+the offset on by the call's stream length (rounded up to a multiple of 4, so every call
+starts a Philox counter). Autograd keeps a 2-int64 snapshot [key, offset] of what the
+forward read, and backward replays it.
 """
 
 from __future__ import annotations
 
 import torch
 
-from dropbench.kernels.contract import STATE_SIZE, as_int64_bits, check_offset, check_seed
+from dropbench.kernels.contract import STATE_SIZE, Stream, as_int64_bits, check_offset, check_seed
+from dropbench.kernels.stream import FROM_TORCH, KEY_TENSOR, SCALAR
 
 #: torch.randint draws int64 below this; any 64-bit pattern is a valid key.
 _KEY_DRAW_BOUND = 2**63 - 1
@@ -25,6 +34,28 @@ _KEY_DRAW_BOUND = 2**63 - 1
 def advance_length(length: int) -> int:
     """How far a call over `length` stream indices moves the offset: length rounded up to 4."""
     return (length + 3) // 4 * 4
+
+
+def torch_stream(x: torch.Tensor, length: int) -> Stream:
+    """A stream of `length` indices for a call on x, drawn from torch's generator (see the module docstring)."""
+    if torch.compiler.is_compiling() or (x.is_cuda and torch.cuda.is_current_stream_capturing()):
+        return Stream(KEY_TENSOR, 0, 0, torch.randint(_KEY_DRAW_BOUND, (), dtype=torch.int64, device=x.device))
+    if x.is_cuda:
+        generator = torch.cuda.default_generators[x.get_device()]
+        offset = generator.get_offset()
+        generator.set_offset(offset + advance_length(length))
+        return Stream(SCALAR, as_int64_bits(generator.initial_seed()), offset, None)
+    return Stream(SCALAR, int(torch.randint(_KEY_DRAW_BOUND, (), dtype=torch.int64)), 0, None)
+
+
+def drawn(stream: Stream, x: torch.Tensor) -> Stream:
+    """The stream itself, or for a call given no seed or state, one drawn from torch's generator.
+
+    It advances by x.numel(): no less than any op's mask over x (the shared-mask ops draw fewer).
+    """
+    if stream.source == FROM_TORCH:
+        return torch_stream(x, x.numel())
+    return stream
 
 
 def new_state(seed: int | None = None, device=None) -> torch.Tensor:

@@ -29,6 +29,7 @@ from collections.abc import Callable
 import torch
 
 from dropbench.kernels.contract import Stream, drops_everything
+from dropbench.kernels.rng import drawn
 from dropbench.kernels.stream import ROW_KEYS, SNAPSHOT, STATE
 
 Grid = Callable[[dict], tuple]
@@ -89,7 +90,8 @@ def seeded_ops(name: str, extra_schema: str, forward, everything_dropped=zeros_l
     `name_state(x, p, extra, state) -> (y, snapshot)` for an RNG state it advances. extra_schema
     declares the op's own argument (e.g. "int dim"). Eager calls run the implementations directly
     (launch). apply(x, p, source, key, offset, seeds, extra) returns (y, snapshot): the [key, offset]
-    a STATE call read (None otherwise). everything_dropped(x, p) is the forward where p leaves no
+    a STATE call read (None otherwise); run(x, p, stream, extra) returns y, drawing a FROM_TORCH
+    stream from torch's generator first. everything_dropped(x, p) is the forward where p leaves no
     word to keep; its gradient is zero.
     """
 
@@ -130,6 +132,7 @@ def seeded_ops(name: str, extra_schema: str, forward, everything_dropped=zeros_l
         "__doc__": seeded_ops.__doc__, "forward": staticmethod(forward_pass), "backward": staticmethod(backward_pass),
     })
     function.seeded_op, function.seeded_impl = seeded_op, seeded_impl
+    function.run = staticmethod(lambda x, p, stream, extra: function.apply(x, p, *drawn(stream, x), extra)[0])
     return function
 
 
@@ -279,7 +282,8 @@ class RepeatLaunches:
 
     The per-call arguments are the kernels' first six, (x, out, seeds, snapshot, key, offset);
     the signature holds everything else that decides the launch, including what Triton
-    specializes on: x's layout, dtype and alignment, the key's width, the seeds' alignment.
+    specializes on: x's layout, dtype and alignment, the key's width, the seeds' alignment,
+    and what the offset decides (offset_class).
     """
 
     PER_CALL_ARGS, MAX_ENTRIES = 6, 4096
@@ -289,22 +293,39 @@ class RepeatLaunches:
 
     @staticmethod
     def signature(x: torch.Tensor, p: float, stream, *extra) -> tuple | None:
-        """The call's signature, or None where repeat launches don't apply: not on a GPU, a stream
-        offset (shards), per-row keys, or profiler hooks (Triton's own path must run)."""
-        if not x.is_cuda or stream.offset or stream.source == ROW_KEYS or not direct_launch_allowed():
+        """The call's signature, or None where repeat launches don't apply: not on a GPU, per-row
+        keys, an offset whose kernel choice it can't tell (offset_class), or profiler hooks
+        (Triton's own path must run)."""
+        if not x.is_cuda or stream.source == ROW_KEYS or not direct_launch_allowed():
+            return None
+        offset_class = RepeatLaunches.offset_class(stream.offset, x.numel())
+        if offset_class is None:
             return None
         seeds_alignment = None if stream.seeds is None else stream.seeds.data_ptr() % 16
         return (x.shape, x.stride(), x.dtype, x.data_ptr() % 16, x.get_device(), p, stream.source,
-                INT32_MIN <= stream.key <= INT32_MAX, seeds_alignment, *extra)
+                INT32_MIN <= stream.key <= INT32_MAX, seeds_alignment, offset_class, *extra)
+
+    @staticmethod
+    def offset_class(offset: int, numel: int) -> tuple | None:
+        """What the kernel choice takes from a stream offset (torch's generator gives every eager call
+        one): whether it starts a Philox counter (ALIGNED), and whether it makes the stream indices
+        wide. Offsets with offset + numel in int32 are narrow for every op, offsets past int32 wide
+        (and an int64 argument); in between, the answer depends on the op's mask size: None."""
+        if offset + numel <= INT32_MAX:
+            return offset % 4 == 0, False
+        if offset > INT32_MAX:
+            return offset % 4 == 0, True
+        return None
 
     def try_launch(self, signature: tuple, x: torch.Tensor, out: torch.Tensor, stream, snapshot) -> bool:
-        """Launch the kept kernel for this signature, if there is one; unused pointers get x."""
+        """Launch the kept kernel for this signature, if there is one; unused pointers get unused_pointer(x)."""
         repeat = self._launches.get(signature)
         if repeat is None:
             return False
         launch, fixed_args = repeat
-        seeds = x if stream.seeds is None else stream.seeds
-        args = (x, out, seeds, x if snapshot is None else snapshot, stream.key, stream.offset, *fixed_args)
+        unused = unused_pointer(x)
+        seeds = unused if stream.seeds is None else stream.seeds
+        args = (x, out, seeds, unused if snapshot is None else snapshot, stream.key, stream.offset, *fixed_args)
         device_index = x.get_device()
         if _several_gpus() and device_index != torch.cuda.current_device():
             with torch.cuda.device(device_index):  # the kernel was loaded in x's device's context
@@ -320,6 +341,21 @@ class RepeatLaunches:
         if len(self._launches) >= self.MAX_ENTRIES:
             self._launches.clear()
         self._launches[signature] = (launched, args[self.PER_CALL_ARGS:])
+
+
+_UNUSED_POINTERS: dict[int, torch.Tensor] = {}
+
+
+def unused_pointer(x: torch.Tensor) -> torch.Tensor:
+    """A 16-byte tensor on x's device for the pointer arguments a call does not use (seeds, snapshot;
+    a None would make them constexprs). Never read or written. Not x itself: an autotuner with
+    restore_value=["seeds_ptr"] clones what it restores at every benchmarking launch, and a clone
+    of x in every timed launch adds two copies of x to each config's time (docs/perf-notes.md)."""
+    device_index = x.get_device()
+    unused = _UNUSED_POINTERS.get(device_index)
+    if unused is None:
+        unused = _UNUSED_POINTERS[device_index] = torch.empty(2, dtype=torch.int64, device=x.device)
+    return unused
 
 
 @functools.cache

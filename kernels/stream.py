@@ -6,7 +6,8 @@ stream index is s = offset + e, e its logical index in the tensor (or in the red
 mask shape for shared masks); the offset is 0 unless a caller asks for a slice of a
 longer stream (shards) or a device RNG state supplies it.
 
-Where (key, offset) come from is a compile-time choice, SOURCE:
+Where (key, offset) come from is a compile-time choice, SOURCE (a call given no seed or
+state first draws a SCALAR or KEY_TENSOR stream from torch's generator: kernels.rng):
 - SCALAR: key and offset are kernel arguments (a Python int seed);
 - KEY_TENSOR: the key is read from a 0-d int64 tensor on the device (CUDA graphs then
   see its current value at each replay), the offset is an argument;
@@ -24,6 +25,9 @@ import triton.language as tl
 
 # Host values of SOURCE (see the module docstring); the kernels compare against the constexprs below.
 SCALAR, KEY_TENSOR, ROW_KEYS, SNAPSHOT, STATE = 0, 1, 2, 3, 4
+#: Host-only: no seed or state was given, so the call draws its stream from torch's generator
+#: (kernels.rng.torch_stream) before launching; never passed to a kernel.
+FROM_TORCH = -1
 _KEY_TENSOR = tl.constexpr(KEY_TENSOR)
 _ROW_KEYS = tl.constexpr(ROW_KEYS)
 _SNAPSHOT = tl.constexpr(SNAPSHOT)

@@ -199,10 +199,10 @@ VariationalDropoutFunction = seeded_ops(
 
 
 def shared_dropout(x, p, stream: Stream, dim: int, training=True):
-    """Dropout with the mask shared along `dim`, after the argument checks: (output, snapshot or None)."""
+    """Dropout with the mask shared along `dim`, after the argument checks."""
     if not training or p == 0.0:
-        return x, None
-    return VariationalDropoutFunction.apply(x, p, *stream, dim)
+        return x
+    return VariationalDropoutFunction.run(x, p, stream, dim)
 
 
 def variational_dropout(x: torch.Tensor, p: float, seed=None, dim: int = 0, training: bool = True, *,
@@ -217,4 +217,4 @@ def variational_dropout(x: torch.Tensor, p: float, seed=None, dim: int = 0, trai
     if x.dim() == 0:
         raise ValueError("variational_dropout needs x with at least 1 dim to share the mask along")
     dim = check_dim(dim, x.dim())
-    return shared_dropout(x, p, stream, dim, training)[0]
+    return shared_dropout(x, p, stream, dim, training)

@@ -1,5 +1,5 @@
-"""The modules: train/eval, fresh masks from the device RNG state, reproducibility, recomputable masks,
-activation checkpointing, and every op's module."""
+"""The modules: train/eval, masks from torch's generator (manual_seed, get/set_rng_state, fork_rng),
+recomputable masks, activation checkpointing, in place, and every op's module."""
 
 import pytest
 import torch
@@ -15,7 +15,6 @@ from dropbench.kernels import (
     FeatureAlphaDropout,
     SeededDropout,
     VariationalDropout,
-    checkpoint_context,
     reference,
     seeded_dropout,
     variational_dropout,
@@ -48,60 +47,115 @@ def test_train_draws_a_fresh_mask_per_call(name, device, generator):
     assert not torch.equal(first, second), f"{name}: two calls gave one mask"
 
 
-def test_last_state_recomputes_the_mask_and_the_gradient(device, generator):
+def _rng_state(device):
+    return torch.cuda.get_rng_state() if device == "cuda" else torch.get_rng_state()
+
+
+def _set_rng_state(state, device):
+    (torch.cuda.set_rng_state if device == "cuda" else torch.set_rng_state)(state)
+
+
+def _drawn_stream(device):
+    """(key, offset) that the next call given no seed will use, read from torch's generator."""
+    if device == "cuda":
+        generator = torch.cuda.default_generators[torch.cuda.current_device()]
+        return generator.initial_seed(), generator.get_offset()
+    state = torch.get_rng_state()
+    key = int(torch.randint(2**63 - 1, (), dtype=torch.int64))
+    torch.set_rng_state(state)
+    return key, 0
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_a_call_uses_torchs_stream_and_backward_replays_it(dtype, device, generator):
     module = SeededDropout(0.5).train()
-    x = random_input((16, 64), torch.float32, device, generator).requires_grad_(True)
+    x = random_input((16, 64), dtype, device, generator).requires_grad_(True)
     module(x)  # the second call's stream starts past the first's
+    key, offset = _drawn_stream(device)
     y = module(x)
-    key, offset = module.last_state.tolist()
-    assert offset == 16 * 64, f"the second call should start at offset 1024, got {offset}"
-    assert torch.equal(seeded_dropout(x.detach(), 0.5, key, offset=offset), y)
+    assert torch.equal(y, seeded_dropout(x.detach(), 0.5, key, offset=offset)), \
+        "the mask must be seed=the generator's seed, offset=its Philox offset"
+    if device == "cuda":
+        assert _drawn_stream(device)[1] == offset + 16 * 64, "the call must move the generator on by its length"
     y.backward(torch.ones_like(y))
     assert torch.equal(kept(x.grad), reference.keep_mask(x.shape, 0.5, key, offset)), \
-        "backward must replay the forward's (key, offset), not the state's current one"
+        "backward must replay the forward's (key, offset)"
 
 
-def test_variational_module_recomputes_from_last_state(device, generator):
+def test_variational_module_uses_torchs_stream(device, generator):
     module = VariationalDropout(0.3, dim=1).train()
     x = random_input((2, 5, 16), torch.float32, device, generator)
-    y = module(x)
-    key, offset = module.last_state.tolist()
-    assert torch.equal(variational_dropout(x, 0.3, key, 1, offset=offset), y)
+    key, offset = _drawn_stream(device)
+    assert torch.equal(module(x), variational_dropout(x, 0.3, key, 1, offset=offset))
 
 
-@pytest.mark.parametrize("make", [lambda: SeededDropout(0.5), lambda: VariationalDropout(0.5, 0)])
-def test_manual_seed_makes_training_reproducible(make, device, generator):
-    x = random_input((8, 32), torch.float32, device, generator)
+@pytest.mark.parametrize("name", MODULES)
+def test_manual_seed_makes_training_reproducible(name, device, generator):
+    make, shape = MODULES[name]
+    module = make().train()
+    x = random_input(shape, torch.float32, device, generator)
     runs = []
     for _ in range(2):
         torch.manual_seed(1234)
-        module = make().train()
         runs.append([module(x), module(x)])
-    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1])
+    assert torch.equal(runs[0][0], runs[1][0]) and torch.equal(runs[0][1], runs[1][1]), name
+    assert not torch.equal(runs[0][0], runs[0][1]), f"{name}: two calls gave one mask"
 
 
-def test_state_follows_the_input_and_stays_out_of_the_state_dict(device, generator):
-    module = SeededDropout(0.5)
-    assert "rng_state" not in module.state_dict(), "state_dicts must stay interchangeable with nn.Dropout"
-    module(random_input((4, 8), torch.float32, device, generator))
-    assert module.rng_state.device.type == device
-
-
-def test_activation_checkpointing_replays_the_first_forwards_masks(device, generator):
-    torch.manual_seed(7)
-    block = torch.nn.Sequential(torch.nn.Linear(32, 32), SeededDropout(0.5), torch.nn.Linear(32, 32)).to(device)
+def test_get_and_set_rng_state_replay_the_masks(device, generator):
+    module = SeededDropout(0.5).train()
     x = random_input((8, 32), torch.float32, device, generator)
-    start = block[1].rng_state.clone()
+    state = _rng_state(device)
+    first = module(x)
+    _set_rng_state(state, device)
+    assert torch.equal(module(x), first)
+
+
+def test_fork_rng_leaves_the_stream_where_it_was(device, generator):
+    module = VariationalDropout(0.5, dim=0).train()
+    x = random_input((8, 32), torch.float32, device, generator)
+    with torch.random.fork_rng(devices=[torch.cuda.current_device()] if device == "cuda" else []):
+        inside = module(x)
+    assert torch.equal(module(x), inside), "after fork_rng the next call must draw what the forked one drew"
+
+
+def test_the_modules_hold_no_state(device, generator):
+    module = SeededDropout(0.5).to(device)
+    assert module.state_dict() == {} and list(module.buffers()) == [], "state_dicts must stay nn.Dropout's"
+
+
+@pytest.mark.parametrize("use_reentrant", [True, False])
+@pytest.mark.parametrize("make", [lambda: SeededDropout(0.5), lambda: VariationalDropout(0.5, dim=0)],
+                         ids=["seeded", "variational"])
+def test_activation_checkpointing_gives_the_plain_passs_gradients(use_reentrant, make, device, generator):
+    """torch.utils.checkpoint with its defaults restores the RNG state before it recomputes: the
+    recomputed forward must draw the first forward's masks, as nn.Dropout's does."""
+    torch.manual_seed(7)
+    block = torch.nn.Sequential(torch.nn.Linear(32, 32), make(), torch.nn.Linear(32, 32), make()).to(device)
+    x = random_input((8, 32), torch.float32, device, generator).requires_grad_(True)
+    state = _rng_state(device)
     block(x).sum().backward()
-    plain = [param.grad.clone() for param in block.parameters()]
+    plain = [param.grad.clone() for param in block.parameters()] + [x.grad.clone()]
     block.zero_grad()
-    block[1].rng_state.copy_(start)
-    out = torch.utils.checkpoint.checkpoint(block, x, use_reentrant=False, context_fn=checkpoint_context(block))
-    out.sum().backward()
-    for expected, param in zip(plain, block.parameters()):
-        torch.testing.assert_close(param.grad, expected, rtol=0, atol=0)
-    assert torch.equal(block[1].rng_state, start + torch.tensor([0, 8 * 32, 0, 0], device=device)), \
-        "after the recomputation the state must be where the forward left it"
+    x.grad = None
+    _set_rng_state(state, device)
+    torch.utils.checkpoint.checkpoint(block, x, use_reentrant=use_reentrant).sum().backward()
+    for expected, got in zip(plain, [param.grad for param in block.parameters()] + [x.grad]):
+        torch.testing.assert_close(got, expected, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name", [name for name in MODULES if name != "variational"])  # torch.nn's take inplace
+def test_inplace_writes_the_out_of_place_result_into_x(name, device, generator):
+    make, shape = MODULES[name]
+    out_of_place, in_place = make().train(), make().train()
+    in_place.inplace = True
+    x = random_input(shape, torch.float32, device, generator)
+    torch.manual_seed(3)
+    expected = out_of_place(x)
+    torch.manual_seed(3)
+    target = x.clone()
+    assert in_place(target) is target
+    torch.testing.assert_close(target, expected, rtol=0, atol=0)
 
 
 def test_p_zero_matches_nn_dropout_exactly(device, generator):
@@ -120,4 +174,28 @@ def test_modules_refuse_bad_arguments():
 
 def test_repr_names_the_arguments():
     assert "p=0.25, dim=1" in repr(VariationalDropout(0.25, 1))
-    assert "p=0.25" in repr(SeededDropout(0.25))
+    assert "p=0.25, inplace=False" in repr(SeededDropout(0.25))
+
+
+@pytest.mark.gpu
+def test_hugging_face_gradient_checkpointing_gives_the_plain_passs_gradients(generator):
+    transformers = pytest.importorskip("transformers")
+    config = transformers.GPT2Config(n_layer=2, n_embd=64, n_head=4, n_positions=32, vocab_size=128)
+    config._attn_implementation = "eager"  # attention dropout through the module, not inside SDPA
+    model = transformers.GPT2LMHeadModel(config).cuda().train()
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, torch.nn.Dropout):
+                setattr(parent, name, SeededDropout(child.p))
+    tokens = torch.randint(128, (2, 32), generator=generator).cuda()
+
+    def gradients():
+        model.zero_grad()
+        torch.manual_seed(0)
+        model(tokens, labels=tokens).loss.backward()
+        return [param.grad.clone() for param in model.parameters()]
+
+    plain = gradients()
+    model.gradient_checkpointing_enable()
+    for expected, got in zip(plain, gradients()):
+        torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)

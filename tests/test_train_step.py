@@ -11,31 +11,32 @@ TINY = Dims(blocks=1, width=32, heads=2, seq=16, batch=2, vocab=64)
 
 
 def _loss(model, generator):
-    tokens = torch.randint(TINY.vocab, (TINY.batch, TINY.seq), generator=generator)
-    targets = torch.randint(TINY.vocab, (TINY.batch, TINY.seq), generator=generator)
+    device = next(model.parameters()).device
+    tokens = torch.randint(TINY.vocab, (TINY.batch, TINY.seq), generator=generator).to(device)
+    targets = torch.randint(TINY.vocab, (TINY.batch, TINY.seq), generator=generator).to(device)
     return model(tokens, targets)
 
 
 @pytest.mark.parametrize("dropout", list(DROPOUTS))
-def test_each_dropout_trains(dropout, generator):
-    model = build_model(TINY, dropout, 0.1).train()
+def test_each_dropout_trains(dropout, device, generator):
+    model = build_model(TINY, dropout, 0.1).to(device).train()
     loss = _loss(model, generator)
     loss.backward()
     assert torch.isfinite(loss) and all(param.grad is not None for param in model.parameters() if param.requires_grad)
 
 
-def test_with_p_zero_every_dropout_gives_nn_dropouts_loss_bit_for_bit():
+def test_with_p_zero_every_dropout_gives_nn_dropouts_loss_bit_for_bit(device):
     reference = build_model(TINY, "eager", 0.0)
     losses = []
     for dropout in DROPOUTS:
-        model = build_model(TINY, dropout, 0.0)
+        model = build_model(TINY, dropout, 0.0).to(device)
         model.load_state_dict(reference.state_dict())
         losses.append(_loss(model, torch.Generator().manual_seed(0)).item())
     assert len(set(losses)) == 1, f"p = 0 losses differ: {losses}"
 
 
-def test_seeded_models_draw_new_masks_each_pass():
-    model = build_model(TINY, "triton", 0.5).train()
+def test_seeded_models_draw_new_masks_each_pass(device):
+    model = build_model(TINY, "triton", 0.5).to(device).train()
     first, second = (_loss(model, torch.Generator().manual_seed(0)).item() for _ in range(2))
     assert first != second, "two passes over one batch gave one mask"
 
@@ -60,19 +61,18 @@ def test_without_a_gpu_it_says_so(tmp_path):
 
 
 class _FakeTrainer:
-    """Trainer's interface for frozen_masks: a model and a step that runs it (or, frozen, does not)."""
+    """Trainer's interface for masks_change: loss() over one fixed batch."""
 
-    def __init__(self, model, runs_the_model: bool):
-        self.model, self.runs_the_model = model, runs_the_model
+    def __init__(self, model):
+        self.model = model
 
-    def step(self):
-        if self.runs_the_model:
-            _loss(self.model, torch.Generator().manual_seed(0)).backward()
+    def loss(self):
+        return _loss(self.model, torch.Generator().manual_seed(0))
 
 
-def test_frozen_masks_names_the_dropouts_whose_state_did_not_move():
-    model = build_model(TINY, "triton", 0.1).train()
-    assert train_step.frozen_masks(_FakeTrainer(model, runs_the_model=True)) == []
-    frozen = train_step.frozen_masks(_FakeTrainer(model, runs_the_model=False))
-    assert len(frozen) == 3 and "embedding_dropout" in frozen, frozen
-    assert train_step.frozen_masks(_FakeTrainer(build_model(TINY, "eager", 0.1), runs_the_model=False)) == []
+@pytest.mark.parametrize("dropout", list(DROPOUTS))
+def test_masks_change_tells_fresh_masks_from_frozen_ones(dropout, device):
+    fresh = build_model(TINY, dropout, 0.5).to(device).train()
+    assert train_step.masks_change(_FakeTrainer(fresh)), f"{dropout}: two passes should differ"
+    frozen = build_model(TINY, dropout, 0.5).to(device).eval()  # eval: no dropout, as if the masks were baked in
+    assert not train_step.masks_change(_FakeTrainer(frozen)), f"{dropout}: eval passes must be equal"
