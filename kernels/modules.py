@@ -15,11 +15,13 @@ import torch
 from torch import nn
 
 from dropbench.kernels import alpha, channel
-from dropbench.kernels.contract import check_dim, check_input, check_p
+from dropbench.kernels.contract import Stream, check_dim, check_input, check_p
 from dropbench.kernels.element import ElementDropoutFunction
 from dropbench.kernels.inplace import dropout_
-from dropbench.kernels.rng import torch_stream
+from dropbench.kernels.stream import FROM_TORCH
 from dropbench.kernels.variational import VariationalDropoutFunction
+
+_FROM_TORCH = Stream(FROM_TORCH, 0, 0, None)
 
 
 class _SeededDropout(nn.Module):
@@ -43,7 +45,7 @@ class SeededDropout(_SeededDropout):
         if self.inplace:
             return dropout_(x, self.p)
         check_input(x)  # the hot path of a drop-in: no more Python than it needs
-        return ElementDropoutFunction.apply(x, self.p, *torch_stream(x, x.numel()), None)[0]
+        return ElementDropoutFunction.run(x, self.p, _FROM_TORCH, None)
 
 
 class VariationalDropout(nn.Module):
@@ -61,7 +63,7 @@ class VariationalDropout(nn.Module):
             return x
         check_input(x)
         dim = check_dim(self.dim, x.dim())
-        return VariationalDropoutFunction.apply(x, self.p, *torch_stream(x, x.numel()), dim)[0]
+        return VariationalDropoutFunction.run(x, self.p, _FROM_TORCH, dim)
 
     def extra_repr(self) -> str:
         return f"p={self.p}, dim={self.dim}"

@@ -131,9 +131,23 @@ def seeded_ops(name: str, extra_schema: str, forward, everything_dropped=zeros_l
     function = type(f"{name}_function", (torch.autograd.Function,), {
         "__doc__": seeded_ops.__doc__, "forward": staticmethod(forward_pass), "backward": staticmethod(backward_pass),
     })
-    function.seeded_op, function.seeded_impl = seeded_op, seeded_impl
-    function.run = staticmethod(lambda x, p, stream, extra: function.apply(x, p, *drawn(stream, x), extra)[0])
+    eager_apply = _FUNCTION_APPLY.__get__(None, function)
+
+    def run(x, p, stream, extra):
+        """The op's output (a FROM_TORCH stream drawn first). Eager calls skip Function.apply's Python
+        wrapper (argument binding and functorch's unwrapping, which costs per argument): the drop-in's
+        host time per call. torch.compile and functorch transforms take the wrapper."""
+        args = (x, p, *drawn(stream, x), extra)
+        if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
+            return function.apply(*args)[0]
+        return eager_apply(*args)[0]
+
+    function.seeded_op, function.seeded_impl, function.run = seeded_op, seeded_impl, staticmethod(run)
     return function
+
+
+#: The C implementation under torch.autograd.Function.apply's Python wrapper.
+_FUNCTION_APPLY = torch._C._FunctionBase.__dict__["apply"]
 
 
 def launch(custom_op, impl, *args):
