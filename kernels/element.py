@@ -60,16 +60,25 @@ from dropbench.kernels.stream import (
 def _dropout_rows_kernel(
     x_ptr, out_ptr, seeds_ptr, snapshot_ptr, key, offset, advance, threshold, scale_bits,
     rows, cols, x_row_stride, out_row_stride, stream_row_len,
-    SOURCE: tl.constexpr, ALIGNED: tl.constexpr, WIDE_INDEX: tl.constexpr, BLOCK: tl.constexpr,
+    SOURCE: tl.constexpr, ALIGNED: tl.constexpr, WIDE_INDEX: tl.constexpr, WIDE_STREAM: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
-    """Rows of `cols` contiguous elements; stream index s = offset + row * stream_row_len + col."""
+    """Rows of `cols` contiguous elements; stream index s = offset + row * stream_row_len + col.
+
+    WIDE_INDEX: element offsets past int32 (64-bit addressing). WIDE_STREAM: stream indices past
+    int32 (torch's generator offsets pass 2**31 within a few training steps): only the stream
+    index is 64-bit, one scalar per program and one vector of counters per four elements.
+    """
     pid = tl.program_id(0)
     if WIDE_INDEX:
         pid = pid.to(tl.int64)
-        offset = offset.to(tl.int64)
     row, col_start, cols_in_tile, in_bounds = rows_tile(pid, cols, BLOCK)
     key, offset = stream_origin(seeds_ptr, key, offset, row, SOURCE)
-    word = rows_tile_words(key, offset + row * stream_row_len + col_start, cols_in_tile, col_start, ALIGNED, BLOCK)
+    if WIDE_STREAM:
+        first = offset.to(tl.int64) + row.to(tl.int64) * stream_row_len + col_start
+    else:
+        first = offset + row * stream_row_len + col_start
+    word = rows_tile_words(key, first, cols_in_tile, col_start, ALIGNED, BLOCK)
     x = tl.load(x_ptr + row * x_row_stride + cols_in_tile, mask=in_bounds)
     tl.store(out_ptr + row * out_row_stride + cols_in_tile, apply_keep(x, word, threshold, scale_bits), mask=in_bounds)
     advance_state(seeds_ptr, snapshot_ptr, advance, SOURCE)
@@ -159,13 +168,14 @@ def _run_rows(x, out, stream, snapshot, p, rows, cols, x_row_stride, out_row_str
     threshold, bits = keep_constants(p)
     numel = rows * cols
     stream_span = stream.offset + (rows - 1) * stream_row_len + cols
-    wide = numel + rows * abs(x_row_stride) > INT32_LIMIT or stream_span > INT32_LIMIT
+    wide_index = numel + rows * abs(x_row_stride) > INT32_LIMIT
     aligned = stream.source == ROW_KEYS or (stream.offset % 4 == 0 and (rows == 1 or stream_row_len % 4 == 0))
     args = (x, out, *stream_args(stream, snapshot, numel, x), threshold, bits,
             rows, cols, x_row_stride, out_row_stride, stream_row_len)
     launcher = _rows_restoring if out.data_ptr() == x.data_ptr() or stream.source == STATE else _rows
     launched = launcher(lambda meta: (rows * triton.cdiv(cols, meta["BLOCK"]),), args,
-                        {"SOURCE": stream.source, "ALIGNED": aligned, "WIDE_INDEX": wide}, config)
+                        {"SOURCE": stream.source, "ALIGNED": aligned, "WIDE_INDEX": wide_index,
+                         "WIDE_STREAM": wide_index or stream_span > INT32_LIMIT}, config)
     return launched, args
 
 
