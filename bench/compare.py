@@ -1,7 +1,8 @@
 """Compare two results CSVs and flag performance regressions, for CI.
 
 Rows are paired on the measurement key (bench.schema.KEY_COLUMNS) and the device, and
-the ratio new/baseline of ``ms_median`` is reported for each pair.
+the ratio new/baseline of ``ms_median`` is reported for each pair (for host-timer rows, of
+``host_ratio_median``: see below).
 
 The noise model (docs/ci.md, "The regression verdict"). A timing's median moves between
 two runs of unchanged code: clocks, memory placement and launch alignment shift the whole
@@ -22,6 +23,14 @@ against a bound of about 2.5 us) and +2 us at one row (against about 1.5 us): th
 slowdown seen at a launch-bound size is spread + floor, about 1.5 us under CUDA graphs.
 do_bench at launch-bound sizes times the host, whose medians move by tens of us between
 runs: the CI timing (configs/timing/ci.yaml) uses CUDA graphs there.
+
+Host-timer rows time the host itself, whose speed moved their medians by -46% to +71% between
+two runs of unchanged code on an H200 (issue 22). They are judged on the ratio of their host time
+to F.dropout's, measured in alternate rounds of the same run (host_ratio_median, bench.timing):
+the same two conditions with that ratio for the median, its per-round p20-p80 for the spread,
+and a floor of 0.02 (2% of F.dropout's host time, ``--host-floor``). A host row without that
+ratio on both sides (a baseline from before it) is "not_gated": listed and warned about, never
+judged on its raw time, never a failure.
 
 An improvement is the mirror image. Rows ok in the baseline but incorrect/error/oom in the
 new file are "broken"; ok -> skipped counts as missing (not measured), and a key found on
@@ -46,24 +55,27 @@ from collections.abc import Mapping
 import pandas as pd
 
 from dropbench.bench import table
-from dropbench.bench.schema import ALL_OPS, COPY, KEY_COLUMNS, OP_DIRECTIONS, TIMERS
+from dropbench.bench.schema import ALL_OPS, COPY, HOST_TIMER, KEY_COLUMNS, OP_DIRECTIONS, TIMERS
 
 DEFAULT_THRESHOLD = 0.05
 DEFAULT_FLOOR_MIN_ROWS = 256
 #: k: how many p20-p80 spreads a median may move between runs of unchanged code.
 DEFAULT_SPREAD_K = 1.0
-#: The absolute floor on a slowdown, microseconds, per timer (see the module docstring).
-DEFAULT_FLOOR_US = {timer: 2.0 for timer in TIMERS} | {"cudagraph": 1.0}
+#: The absolute floor on a slowdown, microseconds, per timer (see the module docstring); host rows have their own.
+DEFAULT_FLOOR_US = {timer: 2.0 for timer in TIMERS if timer != HOST_TIMER} | {"cudagraph": 1.0}
+#: The floor on a host row's slowdown, in its ratio to F.dropout's host time: 0.02 is 2% of F.dropout's.
+DEFAULT_HOST_FLOOR = 0.02
 
 EXIT_PASS, EXIT_FAIL, EXIT_BAD_INPUT, EXIT_EMPTY = 0, 1, 2, 3
 
 #: Every verdict, in the order the report lists them.
 VERDICTS = ["regression", "broken", "improvement", "missing_in_new", "new_only",
-            "device_mismatch", "unchanged"]
+            "device_mismatch", "not_gated", "unchanged"]
 FAILING = {"regression", "broken"}
 
 #: What each side contributes to a pair; device is a field, not part of the match.
-_FIELDS = ["device", "status", "error", "ms_median", "ms_p20", "ms_p80", "autograd_threads"]
+_FIELDS = ["device", "status", "error", "ms_median", "ms_p20", "ms_p80", "autograd_threads",
+           "host_ratio_median", "host_ratio_p20", "host_ratio_p80"]
 
 
 class InputError(Exception):
@@ -86,8 +98,9 @@ def load_results(path: str) -> pd.DataFrame:
                          f"or not positive")
     # A missing percentile collapses the spread onto the median: the row is then judged
     # by the threshold and the timer's floor alone, never silently never flagged.
-    frame["ms_p20"] = frame["ms_p20"].fillna(frame["ms_median"])
-    frame["ms_p80"] = frame["ms_p80"].fillna(frame["ms_median"])
+    for stat in ("ms", "host_ratio"):
+        frame[f"{stat}_p20"] = frame[f"{stat}_p20"].fillna(frame[f"{stat}_median"])
+        frame[f"{stat}_p80"] = frame[f"{stat}_p80"].fillna(frame[f"{stat}_median"])
     return frame
 
 
@@ -95,8 +108,11 @@ def load_results(path: str) -> pd.DataFrame:
 
 def compare(baseline: pd.DataFrame, new: pd.DataFrame, threshold: float = DEFAULT_THRESHOLD,
             per_op: Mapping[str, float] | None = None, floor_us: Mapping[str, float] | None = None,
-            spread_k: float = DEFAULT_SPREAD_K) -> pd.DataFrame:
+            spread_k: float = DEFAULT_SPREAD_K, host_floor: float = DEFAULT_HOST_FLOOR) -> pd.DataFrame:
     """One row per pair of dropout measurements, with ratio, noise bound, verdict and note.
+
+    What a pair is judged on (its gauge) is ms_median, or for host rows host_ratio_median; ratio
+    is new/baseline of the gauge, change and bound are in the gauge's unit (ms, or the ratio's).
 
     Copy rows are left out (see copy_drift). Rows pair on the key and the device; a key
     present on both sides under different devices becomes one device_mismatch row, so
@@ -119,11 +135,13 @@ def compare(baseline: pd.DataFrame, new: pd.DataFrame, threshold: float = DEFAUL
     # Timings only mean something between two ok runs on the same device.
     timed = ((pairs["status_baseline"] == "ok") & (pairs["status_new"] == "ok")
              & (pairs["device_baseline"] == pairs["device_new"]))
-    pairs["ratio"] = (pairs["ms_median_new"] / pairs["ms_median_baseline"]).where(timed)
+    host = pairs["timer"] == HOST_TIMER
+    (base_gauge, base_spread), (new_gauge, new_spread) = (_gauge(pairs, side, host) for side in ("baseline", "new"))
+    pairs["ratio"] = (new_gauge / base_gauge).where(timed)
+    pairs["change"] = new_gauge - base_gauge
     pairs["threshold"] = [per_op.get(op, threshold) for op in pairs["op"]]
-    spread = pd.concat([pairs["ms_p80_baseline"] - pairs["ms_p20_baseline"],
-                        pairs["ms_p80_new"] - pairs["ms_p20_new"]], axis=1).max(axis=1)
-    pairs["bound_ms"] = spread_k * spread + pairs["timer"].map(floor_us).fillna(max(floor_us.values())) / 1000
+    floor = (pairs["timer"].map(floor_us).fillna(max(floor_us.values())) / 1000).where(~host, host_floor)
+    pairs["bound"] = spread_k * pd.concat([base_spread, new_spread], axis=1).max(axis=1) + floor
     judged = [_judge(row) for row in pairs.to_dict("records")]
     pairs["verdict"] = [verdict for verdict, _ in judged]
     pairs["note"] = [_with_threads_note(note, pair) for (_, note), pair in zip(judged, pairs.to_dict("records"))]
@@ -131,6 +149,14 @@ def compare(baseline: pd.DataFrame, new: pd.DataFrame, threshold: float = DEFAUL
     order = pairs["verdict"].map({verdict: rank for rank, verdict in enumerate(VERDICTS)})
     pairs = pairs.assign(_order=order).sort_values(["_order"] + KEY_COLUMNS, kind="stable")
     return pairs.drop(columns="_order").reset_index(drop=True)
+
+
+def _gauge(pairs: pd.DataFrame, side: str, host: pd.Series) -> tuple[pd.Series, pd.Series]:
+    """One side's gauge and its p20-p80 spread: ms, or for host rows the ratio to F.dropout's host time."""
+    def stat(name: str) -> pd.Series:
+        return pairs[f"ms_{name}_{side}"].where(~host, pairs[f"host_ratio_{name}_{side}"])
+
+    return stat("median"), stat("p80") - stat("p20")
 
 
 def _side(frame: pd.DataFrame, suffix: str) -> pd.DataFrame:
@@ -158,16 +184,25 @@ def _judge(pair: dict) -> tuple[str, str]:
     if before != "ok":
         return "unchanged", f"not ok on both sides ({before} -> {after})"
 
-    ratio, limit = pair["ratio"], pair["threshold"]
-    change_us = 1000 * (pair["ms_median_new"] - pair["ms_median_baseline"])
-    bound_us = 1000 * pair["bound_ms"]
-    beyond = f"{change_us:+.2f} us, noise bound {bound_us:.2f} us, threshold {limit:.0%}"
+    if pair["timer"] == HOST_TIMER and pd.isna(pair["ratio"]):
+        lacking = " and ".join(side for side in ("baseline", "new") if pd.isna(pair[f"host_ratio_median_{side}"]))
+        return "not_gated", (f"no host reference (host_ratio_median) in {lacking}: host rows are gated on their "
+                             f"ratio to F.dropout's host time in the same run, never on raw host time")
+
+    ratio, limit, change, bound = pair["ratio"], pair["threshold"], pair["change"], pair["bound"]
+    if pair["timer"] == HOST_TIMER:
+        raw = pair["ms_median_new"] / pair["ms_median_baseline"] - 1
+        beyond = (f"x F.dropout {pair['host_ratio_median_baseline']:.3f} -> {pair['host_ratio_median_new']:.3f}: "
+                  f"{change:+.3f}, noise bound {bound:.3f}, threshold {limit:.0%}; raw host time {raw:+.1%}")
+    else:
+        change, bound = 1000 * change, 1000 * bound
+        beyond = f"{change:+.2f} us, noise bound {bound:.2f} us, threshold {limit:.0%}"
     if ratio > 1 + limit:
-        if change_us > bound_us:
+        if change > bound:
             return "regression", beyond
         return "unchanged", f"slower, but within noise ({beyond})"
     if ratio < 1 - limit:
-        if -change_us > bound_us:
+        if -change > bound:
             return "improvement", beyond
         return "unchanged", f"faster, but within noise ({beyond})"
     return "unchanged", ""
@@ -258,6 +293,7 @@ def _sections(result: pd.DataFrame, floor: pd.DataFrame, verbose: bool):
         ("Missing in new", _STATUS_HEADER, status(pairs_of("missing_in_new"), "status")),
         ("New only", _STATUS_HEADER, status(pairs_of("new_only"), "status")),
         ("Device mismatch (not compared)", _STATUS_HEADER, status(pairs_of("device_mismatch"), "device")),
+        ("Not gated (host rows without a host reference)", _TIMED_HEADER, timed(pairs_of("not_gated"))),
     ]
     if verbose:
         sections.append((UNCHANGED_TITLE, _TIMED_HEADER, timed(pairs_of("unchanged"))))
@@ -276,6 +312,11 @@ def _summary(result: pd.DataFrame, floor: pd.DataFrame, drift, failed: bool,
     count = compared(result)
     if count == 0:
         warnings.append("no row was timed ok on both sides: nothing was compared")
+    ungated = int((result["verdict"] == "not_gated").sum())
+    if ungated:
+        warnings.append(f"{ungated} host-timer rows not gated: a host row is gated on host_ratio_median (its "
+                        f"ratio to F.dropout's host time in the same run), which a file from before that column "
+                        f"lacks; refresh the baseline (docs/ci.md, Baselines)")
 
     counts = result["verdict"].value_counts()
     parts = [f"{int(counts[verdict])} {verdict.replace('_', ' ')}" for verdict in VERDICTS
@@ -390,10 +431,11 @@ def _op_threshold(text: str) -> tuple[str, float]:
 
 
 def _timer_floor(text: str) -> tuple[str, float]:
-    """Parse TIMER=US; unknown timers are refused, as unknown ops are."""
+    """Parse TIMER=US; unknown timers (and host, whose floor is --host-floor) are refused, as unknown ops are."""
     timer, sep, value = text.partition("=")
-    if not sep or timer not in TIMERS:
-        raise argparse.ArgumentTypeError(f"expected TIMER=US with TIMER one of {', '.join(TIMERS)}, got {text!r}")
+    if not sep or timer not in DEFAULT_FLOOR_US:
+        raise argparse.ArgumentTypeError(f"expected TIMER=US with TIMER one of {', '.join(DEFAULT_FLOOR_US)} "
+                                         f"(host: --host-floor), got {text!r}")
     return timer, _fraction(value)
 
 
@@ -446,6 +488,9 @@ def _parse_args(argv):
     parser.add_argument("--floor-us", type=_timer_floor, action="append", default=[], metavar="TIMER=US",
                         help=f"absolute slowdown below which a timer's rows are noise, microseconds; "
                              f"repeatable (default: {floors})")
+    parser.add_argument("--host-floor", type=_fraction, default=DEFAULT_HOST_FLOOR, metavar="RATIO",
+                        help="absolute slowdown below which a host row is noise, in its ratio to F.dropout's "
+                             "host time (default %(default)s: 2%% of F.dropout's)")
     parser.add_argument("--spread-k", type=_fraction, default=DEFAULT_SPREAD_K, metavar="K",
                         help="p20-p80 spreads a median may move between runs of unchanged code "
                              "(default %(default)s)")
@@ -480,7 +525,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"dropbench-compare: error: {err}", file=sys.stderr)
         return EXIT_BAD_INPUT
 
-    result = compare(baseline, new, args.threshold, dict(args.threshold_for), dict(args.floor_us), args.spread_k)
+    result = compare(baseline, new, args.threshold, dict(args.threshold_for), dict(args.floor_us), args.spread_k,
+                     args.host_floor)
     if args.min_pct_of_copy is None:
         floor = new.iloc[0:0]
     else:

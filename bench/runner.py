@@ -13,6 +13,10 @@ more than timing.max_pct_of_copy of it. Either failing re-times the copy; a copy
 stays inconsistent is written with status suspect_copy, and an op row whose figure it
 would inflate says so in its error column instead of claiming more than a copy's bandwidth.
 The GPU's clocks, power and throttle reasons at both ends go beside the CSV (bench.machine).
+
+A host-timer row of an op is timed in rounds alternating with F.dropout's on the same input and
+direction (bench.timing.host_against): the host's speed moves both alike, so bench.compare gates
+the ratio of the two (host_ratio_*), never the raw host time. Copy rows have no such reference.
 """
 
 from __future__ import annotations
@@ -29,11 +33,11 @@ import torch._dynamo
 from tqdm import tqdm
 from tqdm.contrib.logging import logging_redirect_tqdm
 
-from dropbench.baselines import compiled
+from dropbench.baselines import compiled, eager
 from dropbench.bench import catalogue, check, machine, plan, results, summary
 from dropbench.bench.check import TORCH_DTYPES, Verdict
 from dropbench.bench.memory import peak_bytes, saved_bytes
-from dropbench.bench.schema import DTYPE_BYTES, PASSES
+from dropbench.bench.schema import DTYPE_BYTES, HOST_TIMER, PASSES
 from dropbench.bench.steps import INPLACE_FWD_BWD, calls_for, make_step
 from dropbench.bench.timing import measure
 
@@ -121,8 +125,8 @@ class Sweep:
         eager_ms = self.ms.get(replace(point, backend="eager").key(direction, timer))
         figures = {"ms_median": ms, "ms_p20": timing.p20, "ms_p80": timing.p80,
                    "speedup_vs_eager": eager_ms / ms if eager_ms and not point.is_copy else None}
-        if timer == "host":  # host time per call: no bandwidth figure
-            return figures, ""
+        if timer == "host":  # host time per call: no bandwidth figure; its ratio to F.dropout's, if measured
+            return figures | host_reference_figures(timing), ""
         figures["gbps"] = 2 * point.numel * DTYPE_BYTES[point.dtype] * passes / (ms * 1e-3) / 1e9
         pct, note = self._pct_of_copy(point, timer, ms / passes) if not point.is_copy else (100.0, "")
         figures["pct_of_copy"] = pct
@@ -292,17 +296,25 @@ class Sweep:
         saved = saved_bytes(calls.graph_forward)
         peak = peak_bytes(lambda: torch.autograd.grad(calls.graph_forward(), calls.leaf, grad_out), self.device)
         timed = [(direction, timer) for direction, timer in todo if calls.fwd_bwd or direction != "fwd+bwd"]
-        timings = self._time(point, timed, lambda direction: make_step(direction, calls, grad_out))
+        # The host timer's reference: F.dropout on the same x, in the same direction (bench.timing).
+        reference = calls_for(lambda tensor: eager.dropout(tensor, point.p), x, inplace=False)
+        timings = self._time(point, timed, lambda direction: make_step(direction, calls, grad_out),
+                             lambda direction: make_step(direction, reference, grad_out))
         for (direction, timer), timing in timings.items():
             self._write(point, direction, timer, "ok", timing=timing, config=config, saved=saved, peak=peak)
         self._write_failed(point, [key for key in todo if key not in timed], "skipped", INPLACE_FWD_BWD)
 
-    def _time(self, point, todo, step_for) -> dict:
-        """{(direction, timer): Timing} of each of todo; a failure writes its own row and fails only it."""
+    def _time(self, point, todo, step_for, reference_for=None) -> dict:
+        """{(direction, timer): Timing} of each of todo; a failure writes its own row and fails only it.
+
+        reference_for(direction), where given, is the step the host timer alternates its rounds with.
+        """
         timings = {}
         for direction, timer in todo:
+            reference = (lambda: reference_for(direction)) if reference_for and timer == HOST_TIMER else None
             try:
-                timings[(direction, timer)] = measure(lambda: step_for(direction), timer, self.cfg.timing)
+                timings[(direction, timer)] = measure(lambda: step_for(direction), timer, self.cfg.timing,
+                                                      reference=reference)
             except Exception as exc:
                 failed = (failure_status(exc), failure_message(exc))
             else:
@@ -312,6 +324,14 @@ class Sweep:
                 _free_memory(self.device)
                 self._write(point, direction, timer, *failed)
         return timings
+
+
+def host_reference_figures(timing) -> dict:
+    """The host_ref_ms and host_ratio_* columns of a host row timed against its reference (else none)."""
+    if timing.reference is None:
+        return {}
+    return {"host_ref_ms": timing.reference.median, "host_ratio_median": timing.ratio.median,
+            "host_ratio_p20": timing.ratio.p20, "host_ratio_p80": timing.ratio.p80}
 
 
 def copy_disagreement(point: plan.Point, medians: dict[str, float], tolerance_pct: float,

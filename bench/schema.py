@@ -27,6 +27,10 @@ COLUMNS = [
     "ms_p20",            # 20th percentile, milliseconds
     "ms_p80",            # 80th percentile, milliseconds
     "samples",           # how many timed samples the timer took
+    "host_ref_ms",       # host rows: F.dropout's median host time per call, in rounds alternating with the row's
+    "host_ratio_median", # host rows: median of the per-round ratio row / F.dropout (what compare gates on)
+    "host_ratio_p20",    # host rows: 20th percentile of that ratio
+    "host_ratio_p80",    # host rows: 80th percentile of that ratio
     "gbps",              # derived (bench.table.derive): kept for readers of old files
     "pct_of_copy",       # derived
     "speedup_vs_eager",  # derived
@@ -64,6 +68,11 @@ ADDED_COLUMNS = {
     "samples": lambda row: "",          # not recorded then
     "mask_contract": lambda row: "v1",  # the only mask stream there was
     "model": lambda row: "",            # every shape came from the design grid
+    # Host rows had no reference: compare cannot gate them (bench.compare says so).
+    "host_ref_ms": lambda row: "",
+    "host_ratio_median": lambda row: "",
+    "host_ratio_p20": lambda row: "",
+    "host_ratio_p80": lambda row: "",
 }
 #: Backend names of older files, and what they time: the Triton kernel of the row's op.
 RENAMED_BACKENDS = {"triton_seeded": "triton", "triton_variational": "triton"}
@@ -114,7 +123,8 @@ def allowed() -> dict[str, list[str]]:
 #: Integer columns (empty allowed where nothing was measured).
 INT_COLUMNS = ["rows", "cols", "numel", "variational_dim", "samples", "saved_bytes", "peak_bytes", "sm_count"]
 #: Real-valued columns.
-FLOAT_COLUMNS = ["p", "ms_median", "ms_p20", "ms_p80", "gbps", "pct_of_copy", "speedup_vs_eager"]
+FLOAT_COLUMNS = ["p", "ms_median", "ms_p20", "ms_p80", "host_ref_ms", "host_ratio_median", "host_ratio_p20",
+                 "host_ratio_p80", "gbps", "pct_of_copy", "speedup_vs_eager"]
 
 #: Bytes per element of each dtype name.
 DTYPE_BYTES = {"fp16": 2, "bf16": 2, "fp32": 4, "fp64": 8}

@@ -8,7 +8,10 @@ cpu: wall clock around single calls; labelled as such, never passed off as a GPU
 host: the Python (host) time per call, for shapes small enough that the GPU keeps up:
 rounds of host_calls back-to-back calls, the clock stopped before the one synchronize
 that ends each round, so only the host's side of the call is counted (issue 15: the
-drop-in must cost no more host time than F.dropout).
+drop-in must cost no more host time than F.dropout). Given a reference (the runner gives
+F.dropout's step), the rounds alternate with the reference's, and each round's time over
+the next reference round's is a ratio that a slower or faster host leaves alone (issue 22:
+raw host times moved by -46% to +71% between two runs of unchanged code).
 Every timer takes a `build` that returns the callable, so the CUDA-graph timer
 can build it on its capture stream (autograd runs backward on the forward's stream).
 """
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 import inspect
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Callable
 
 import torch
@@ -34,10 +37,14 @@ class Timing:
     p20: float | None
     p80: float | None
     samples: int | None = None  # timed calls (do_bench, cudagraph, cpu) or rounds (host) behind the quantiles
+    reference: Timing | None = None  # host with a reference: the reference's host time per call
+    ratio: Timing | None = None      # host with a reference: the per-round ratio own / reference
 
 
-def measure(build: Callable[[], Callable[[], object]], timer: str, timing) -> Timing:
-    """Time the callable that build() returns with `timer` (do_bench | cudagraph | cpu | host)."""
+def measure(build: Callable[[], Callable[[], object]], timer: str, timing,
+            reference: Callable[[], Callable[[], object]] | None = None) -> Timing:
+    """Time the callable that build() returns with `timer` (do_bench | cudagraph | cpu | host);
+    the host timer times reference()'s callable too, in alternate rounds, where one is given."""
     quantiles = [float(q) for q in timing.quantiles]
     if timer == "do_bench":
         return do_bench(build(), int(timing.warmup_ms), int(timing.rep_ms), quantiles)
@@ -45,6 +52,8 @@ def measure(build: Callable[[], Callable[[], object]], timer: str, timing) -> Ti
         return cuda_graph(build, int(timing.cudagraph_reps), int(timing.l2_flush_mb) << 20, quantiles)
     if timer == "cpu":
         return cpu(build(), int(timing.cpu_warmup), int(timing.cpu_reps), quantiles)
+    if timer == "host" and reference is not None:
+        return host_against(build(), reference(), int(timing.host_calls), int(timing.host_rounds), quantiles)
     if timer == "host":
         return host(build(), int(timing.host_calls), int(timing.host_rounds), quantiles)
     raise ValueError(f"unknown timer {timer!r}")
@@ -116,17 +125,44 @@ def cpu(fn, warmup: int, reps: int, quantiles: list[float]) -> Timing:
 def host(fn, calls: int, rounds: int, quantiles: list[float]) -> Timing:
     """Milliseconds of host time per call: `rounds` rounds of `calls` calls, each round's clock
     stopped before its synchronize (a small shape keeps the GPU ahead of the host)."""
-    synchronize = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    synchronize = _synchronize()
     fn()  # a first call that compiles or autotunes is no host cost of later calls
     synchronize()
-    times = []
-    for _ in range(max(rounds, 1)):
-        start = time.perf_counter()
-        for _ in range(calls):
-            fn()
-        times.append((time.perf_counter() - start) * 1e3 / calls)
-        synchronize()
+    times = [host_round(fn, calls, time.perf_counter, synchronize) for _ in range(max(rounds, 1))]
     return _summary(times, quantiles)
+
+
+def host_against(fn, reference, calls: int, rounds: int, quantiles: list[float],
+                 clock: Callable[[], float] = time.perf_counter, synchronize=None) -> Timing:
+    """host(fn), its rounds alternating with rounds of `reference`: fn's Timing, holding the
+    reference's and the per-round ratio fn / reference (each fn round over the reference round after it).
+
+    Adjacent rounds run at the same host speed, so their ratio does not move with it.
+    """
+    synchronize = synchronize or _synchronize()
+    for call in (fn, reference):
+        call()  # first calls compile or autotune
+    synchronize()
+    own, ref = [], []
+    for _ in range(max(rounds, 1)):
+        own.append(host_round(fn, calls, clock, synchronize))
+        ref.append(host_round(reference, calls, clock, synchronize))
+    ratios = [mine / theirs for mine, theirs in zip(own, ref)]
+    return replace(_summary(own, quantiles), reference=_summary(ref, quantiles), ratio=_summary(ratios, quantiles))
+
+
+def host_round(fn, calls: int, clock: Callable[[], float], synchronize) -> float:
+    """Host milliseconds per call over `calls` back-to-back calls; the synchronize after the clock stops."""
+    start = clock()
+    for _ in range(calls):
+        fn()
+    elapsed = (clock() - start) * 1e3 / calls
+    synchronize()
+    return elapsed
+
+
+def _synchronize() -> Callable[[], None]:
+    return torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
 
 
 def _summary(times: list[float], quantiles: list[float]) -> Timing:

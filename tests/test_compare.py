@@ -407,9 +407,80 @@ def test_committed_runs_replay_to_their_verdict(baseline, new, code):
 @pytest.mark.parametrize("option", [
     ["--threshold", "5"], ["--threshold-for", "copy=0.1"], ["--min-pct-of-copy", "nan"],
     ["--min-pct-of-copy", "-5"], ["--floor-min-rows", "-1"], ["--threshold", "nan"],
+    ["--floor-us", "host=2"], ["--host-floor", "-0.1"],
 ])
 def test_options_that_would_silently_judge_nothing_are_refused(option, capsys):
     with pytest.raises(SystemExit) as exit_info:
         cmp._parse_args(["a.csv", "b.csv", *option])
     assert exit_info.value.code == 2, option
     assert "dropbench-compare: error:" in capsys.readouterr().err
+
+
+# -- host-timer rows: gated on their ratio to F.dropout's host time in the same run ------------------
+
+#: Host ms per call of F.dropout at 1 x 49152 fp16 on an H200 (results/drop-in-h200-2026-12-01,
+#: host-time-4-final.txt), by direction, and the implementation's ratio to it there.
+HOST_REF_MS = {"fwd": 0.015, "bwd": 0.060}
+HOST_RATIO = {"fwd": 2.8, "bwd": 2.2}
+#: A run's per-round ratio spread (p20-p80) and how far its median moves run to run, as fractions of it.
+HOST_RATIO_SPREAD, HOST_RATIO_JITTER = 0.02, 0.01
+
+
+def host_run(rng, host_speed: float, ratio_factor: float = 1.0) -> list[dict]:
+    """One run's host rows (1 row, both dtypes, ops and directions) on a host `host_speed` times slower."""
+    rows_out = []
+    for dtype in ("fp16", "fp32"):
+        for op in ("dropout", "variational"):
+            for direction in ("fwd", "bwd"):
+                ratio = HOST_RATIO[direction] * ratio_factor * (1 + rng.uniform(-HOST_RATIO_JITTER, HOST_RATIO_JITTER))
+                width = HOST_RATIO_SPREAD * ratio * rng.uniform(0.8, 1.2)
+                ref_ms = HOST_REF_MS[direction] * host_speed
+                ms = ratio * ref_ms
+                rows_out.append(row(op=op, dtype=dtype, rows=1, cols=49152, shape="1x49152", direction=direction,
+                                    timer="host", ms_median=ms, ms_p20=ms * 0.97, ms_p80=ms * 1.03,
+                                    host_ref_ms=ref_ms, host_ratio_median=ratio, host_ratio_p20=ratio - width / 2,
+                                    host_ratio_p80=ratio + width / 2))
+    return rows_out
+
+
+@pytest.mark.parametrize("host_speed", [0.54, 1.71])  # the raw host times of issue 22's A/A pair: -46%, +71%
+def test_an_aa_pair_of_host_rows_on_a_host_of_another_speed_passes(tmp_path, rng, host_speed):
+    code, result = run(tmp_path, host_run(rng, 1.0), host_run(rng, host_speed))
+    flagged = result[result["verdict"] != "unchanged"]
+    assert code == 0 and flagged.empty, f"unchanged code flagged:\n{flagged[['direction', 'ratio', 'note']]}"
+    assert cmp.compared(result) == 8, "every host row should have been judged"
+
+
+@pytest.mark.parametrize("host_speed", [0.54, 1.0, 1.71])
+def test_a_planted_8_percent_host_slowdown_is_caught_at_any_host_speed(tmp_path, rng, host_speed):
+    code, result = run(tmp_path, host_run(rng, 1.0), host_run(rng, host_speed, ratio_factor=1.08))
+    caught = result[result["verdict"] == "regression"]
+    assert code == 1 and len(caught) == 8, f"all 8 host rows should be flagged:\n{result[['ratio', 'note']]}"
+    assert "x F.dropout" in caught["note"].iloc[0] and "raw host time" in caught["note"].iloc[0]
+
+
+def test_a_host_slowdown_within_the_ratios_spread_is_noise(tmp_path):
+    baseline = [row(rows=1, timer="host", ms_median=0.03, host_ratio_median=2.0, host_ratio_p20=1.9,
+                    host_ratio_p80=2.1)]
+    new = [row(rows=1, timer="host", ms_median=0.03, host_ratio_median=2.15, host_ratio_p20=2.05,
+               host_ratio_p80=2.25)]
+    code, result = run(tmp_path, baseline, new)
+    assert code == 0 and "slower, but within noise" in result["note"].iloc[0], result["note"].iloc[0]
+    assert run(tmp_path, baseline, new, "--spread-k", "0")[0] == 1, "+0.15 is over the 0.02 floor alone"
+    assert run(tmp_path, baseline, new, "--spread-k", "0", "--host-floor", "0.2")[0] == 0
+
+
+def test_host_rows_of_a_baseline_without_the_reference_are_not_gated_and_say_so(tmp_path, capsys):
+    old = tmp_path / "old.csv"
+    host = {"rows": 1, "cols": 49152, "shape": "1x49152", "timer": "host"}
+    pd.DataFrame([row(**host), row()]).to_csv(old, index=False)  # the columns of a file from before host_ratio_*
+    new = write(tmp_path / "new.csv", [row(**host, ms_median=2.0, host_ref_ms=1.0, host_ratio_median=2.0), row()])
+    assert cmp.main([str(old), new]) == 0, "an ungated host row is no failure"
+    out = capsys.readouterr().out
+    assert "Not gated (host rows without a host reference) (1)" in out
+    assert "no host reference (host_ratio_median) in baseline" in out
+    assert out.startswith("WARNING: 1 host-timer rows not gated") and out.rstrip().endswith("(docs/ci.md, Baselines)")
+    result = cmp.compare(cmp.load_results(str(old)), cmp.load_results(new))
+    assert verdict(result, timer="host") == "not_gated" and cmp.compared(result) == 1, \
+        "the host row is not judged, on its raw time (2x slower here) or otherwise"
+

@@ -75,8 +75,8 @@ def test_seedrepo_refuses_a_dim_outside_the_input(dim, device):
         seedrepo.variational_dropout_1d(torch.ones(2, 3, 4, device=device), 0.5, 0, dim)
 
 
-def test_seedrepo_2d_reports_its_tile():
-    seedrepo.variational_dropout_2d(torch.ones(2, 8, 16), 0.5, 0, dim=1)
+def test_seedrepo_2d_reports_its_tile(device):
+    seedrepo.variational_dropout_2d(torch.ones(2, 8, 16, device=device), 0.5, 0, dim=1)
     assert seedrepo.chosen_config().startswith("BLOCK_T="), seedrepo.chosen_config()
     assert catalogue.implementation("variational", "seedrepo_2d").chosen_config() == seedrepo.chosen_config()
 

@@ -2,8 +2,9 @@
 
 Most tests run the smoke sweep with the compile backend replaced by an eager stand-in
 (a monkeypatched catalogue row), so they take seconds; the end-to-end test runs the
-real app, every backend included, in a subprocess. They run on the GPU where there is
-one (do_bench and CUDA-graph timers), else on the CPU (timer=cpu).
+real app, every backend included, in a subprocess, on the CPU (device=cpu) on any machine.
+The others run on the GPU where there is one (do_bench and CUDA-graph timers), else on the
+CPU (timer=cpu).
 """
 
 import csv
@@ -210,11 +211,11 @@ def test_an_exception_in_timing_fails_only_its_row(tmp_path, fast_compile, monke
     original = runner.measure
     calls = []
 
-    def flaky(build, timer, timing):
+    def flaky(build, timer, timing, reference=None):
         calls.append(timer)
         if len(calls) == 5:
             raise ValueError("timer broke")
-        return original(build, timer, timing)
+        return original(build, timer, timing, reference)
 
     monkeypatch.setattr(runner, "measure", flaky)
     rows = sweep_rows(tmp_path)
@@ -274,13 +275,13 @@ def test_in_place_rows_time_fwd_and_bwd_and_skip_fwd_bwd(tmp_path, fast_compile)
 
 def test_channel_rows_carry_their_shape_and_share_their_copy(tmp_path):
     rows = sweep_rows(tmp_path, "op.names=dropout2d", "backend=eager")
-    copies = {(row["rows"], row["cols"]): float(row["ms_median"]) for row in rows if row["op"] == "copy"}
-    assert set(copies) == {("1", "256"), ("8", "256"), ("2", "128")}
+    copies = {(row["rows"], row["cols"], row["timer"]): float(row["ms_median"]) for row in rows if row["op"] == "copy"}
+    assert set(copies) == {(*size, timer) for size in [("1", "256"), ("8", "256"), ("2", "128")] for timer in TIMERS}
     conv = [row for row in rows if row["op"] == "dropout2d" and row["rows"] == "2"]
     assert {row["shape"] for row in conv} == {"2x8x4x4", "2x2x8x8"}
     for row in rows:
         ms, passes = float(row["ms_median"]), schema.PASSES[row["direction"]]
-        expected = 100 * copies[(row["rows"], row["cols"])] * passes / ms
+        expected = 100 * copies[(row["rows"], row["cols"], row["timer"])] * passes / ms
         assert float(row["pct_of_copy"]) == pytest.approx(expected, rel=1e-4), row["shape"]
         assert row["numel"] == str(int(row["rows"]) * int(row["cols"]))
 
@@ -331,12 +332,14 @@ def _app(tmp_path, *args, results_path=None):
 
 
 def test_smoke_preset_of_every_op_end_to_end(tmp_path):
-    done = _app(tmp_path, "+preset=smoke", "op=all")
+    # device=cpu: the smoke preset's CPU path (the interpreter, timer=cpu) on any machine; on a GPU
+    # device=auto would compile every kernel of every op, and the in-process tests cover the GPU timers.
+    done = _app(tmp_path, "+preset=smoke", "op=all", "device=cpu")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     path = tmp_path / "smoke.csv"
     rows = read(path)
     with initialize_config_dir(config_dir=str(REPO / "configs"), version_base="1.3"):
-        points = plan.expand(compose(config_name="config", overrides=["+preset=smoke", "op=all"]), DEVICE)
+        points = plan.expand(compose(config_name="config", overrides=["+preset=smoke", "op=all"]), "cpu")
     planned = itertools.chain.from_iterable(map(plan.Point.keys, points))
     assert keys(rows) == [tuple(map(str, key)) for key in planned], \
         "every backend, direction, shape and timer of every op, plus the copies, in plan order"
@@ -346,7 +349,7 @@ def test_smoke_preset_of_every_op_end_to_end(tmp_path):
     assert all(row["status"] == "skipped" for row in rows if row["status"] != "ok")
     assert {row["op"] for row in rows} == set(schema.OPS) | {schema.COPY}
     assert {row["shape"] for row in rows if row["op"] == "dropout2d"} == {"1x16x4x4", "8x16x4x4", "2x8x4x4", "2x2x8x8"}
-    assert {row["timer"] for row in rows} == set(TIMERS)
+    assert {row["timer"] for row in rows} == {"cpu"}
     assert (tmp_path / "outputs" / ".hydra" / "config.yaml").exists(), "Hydra should keep the composed config"
     assert (tmp_path / "outputs" / "dropbench-sweep.log").read_text().count("check ") == len(catalogue.pairs())
 
@@ -442,6 +445,11 @@ def test_rows_record_how_many_samples_they_timed(tmp_path, fast_compile):
 
 # ---- sane references: the copy is checked before anything is read against it --------------------
 
+#: For tests of op rows against their copy at bandwidth_bound_bytes=1: on a GPU, do_bench and the CUDA
+#: graph time a tiny copy far apart (do_bench times the launch), which would mark it suspect first.
+COPY_TIMERS_AGREE = "timing.copy_tolerance_pct=1e9"
+
+
 def test_copy_timers_that_agree_or_are_not_bandwidth_bound_are_no_problem():
     point = plan.copy_point("fp64", 4096, 49152, ("do_bench", "cudagraph"))
     assert runner.copy_disagreement(point, {"do_bench": 0.760, "cudagraph": 0.775}, 5, 1 << 28) == ""
@@ -465,8 +473,8 @@ def test_a_copy_whose_timers_keep_disagreeing_is_retimed_then_marked(tmp_path, f
     monkeypatch.setattr(runner, "DEVICE_TIMERS", ("cpu", "host"))
     real = runner.measure
 
-    def slow_host(build, timer, timing):
-        result = real(build, timer, timing)
+    def slow_host(build, timer, timing, reference=None):
+        result = real(build, timer, timing, reference)
         return replace(result, median=result.median * 3) if timer == "host" else result
 
     monkeypatch.setattr(runner, "measure", slow_host)
@@ -491,7 +499,7 @@ def test_an_op_reading_more_than_its_copy_retimes_it_once_then_flags_the_row(tmp
 
     monkeypatch.setattr(runner.Sweep, "_retime_copy", counting)
     rows = sweep_rows(tmp_path, "op.names=dropout", "backend=eager", "timing.bandwidth_bound_bytes=1",
-                      "timing.max_pct_of_copy=0.001")
+                      "timing.max_pct_of_copy=0.001", COPY_TIMERS_AGREE)
     ops = [row for row in rows if row["op"] == "dropout"]
     assert ops and all(row["status"] == "ok" and row["pct_of_copy"] == "" for row in ops)
     assert all(row["error"].startswith("suspect_copy: reads") for row in ops), ops[0]["error"]
@@ -502,10 +510,38 @@ def test_an_op_reading_more_than_its_copy_retimes_it_once_then_flags_the_row(tmp
 def test_a_retimed_copy_that_settles_it_is_used_and_said(tmp_path, fast_compile, monkeypatch):
     monkeypatch.setattr(runner.Sweep, "_retime_copy", lambda self, point, timer: Timing(1e-9, 1e-9, 1e-9, 3))
     rows = sweep_rows(tmp_path, "op.names=dropout", "backend=eager", "timing.bandwidth_bound_bytes=1",
-                      "timing.max_pct_of_copy=0.001")
+                      "timing.max_pct_of_copy=0.001", COPY_TIMERS_AGREE)
     ops = [row for row in rows if row["op"] == "dropout"]
     assert all(float(row["pct_of_copy"]) < 0.001 for row in ops), "pct_of_copy should use the re-timed copy"
     assert all("pct_of_copy against the copy re-timed at 1e-09 ms" in row["error"] for row in ops)
+
+
+# ---- host rows: timed in rounds alternating with F.dropout's -----------------------------------------
+
+def test_host_rows_of_the_triton_backend_alone_carry_f_dropouts_host_time(tmp_path, monkeypatch):
+    # The host timer exists on a GPU only (plan.timers_for); here it is chosen on any device.
+    monkeypatch.setattr(plan, "timers_for", lambda device, rows, timing: ("host",))
+    references = []
+    real = runner.eager.dropout
+
+    def recording(x, p):
+        references.append((tuple(x.shape), p, x.requires_grad))
+        return real(x, p)
+
+    monkeypatch.setattr(runner.eager, "dropout", recording)
+    rows = sweep_rows(tmp_path, "op.names=dropout", "backend=triton", "shape.rows=[8]", "timing.host_calls=2",
+                      "timing.host_rounds=3")
+    ops = [row for row in rows if row["op"] == "dropout"]
+    assert {row["direction"] for row in ops} == set(schema.OP_DIRECTIONS) and all(row["status"] == "ok" for row in ops)
+    for row in ops:
+        ratio = [float(row[f"host_ratio_{stat}"]) for stat in ("p20", "median", "p80")]
+        assert float(row["host_ref_ms"]) > 0 and 0 < ratio[0] <= ratio[1] <= ratio[2], row
+    assert set(references) == {((8, 256), 0.5, True)}, "the reference is F.dropout on the row's own input, in training"
+    # fwd and fwd+bwd: a first call, then a round of 2 calls per host round; bwd: its one forward up front
+    assert len(references) == 2 * (1 + 2 * 3) + 1, f"F.dropout ran {len(references)} times"
+    (copy,) = [row for row in rows if row["op"] == "copy"]
+    assert copy["host_ref_ms"] == copy["host_ratio_median"] == "", "a copy row has no reference"
+    assert compare.main([str(tmp_path / "results.csv")] * 2) == 0
 
 
 # ---- a command line that explains itself -------------------------------------------------------------

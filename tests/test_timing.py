@@ -48,3 +48,50 @@ def test_measure_dispatches_the_host_timer_by_name():
 def test_an_unknown_timer_is_named():
     with pytest.raises(ValueError, match="unknown timer 'stopwatch'"):
         timing.measure(lambda: (lambda: None), "stopwatch", OmegaConf.create({"quantiles": QUANTILES}))
+
+
+class DriftingHost:
+    """A fake host: the implementation costs `own` ms and the reference `ref` ms at speed 1, and the
+    host's speed halves and recovers every other round pair (a 2x swing, as issue 22 saw)."""
+
+    def __init__(self, own: float, ref: float):
+        self.now_ms, self.syncs, self.order = 0.0, 0, []
+        self.own, self.ref = own, ref
+
+    def slowdown(self) -> float:
+        return 2.0 if (self.syncs + 1) // 2 % 2 else 1.0  # the same for an implementation round and the next
+
+    def clock(self) -> float:
+        return self.now_ms / 1e3
+
+    def synchronize(self) -> None:
+        self.syncs += 1
+
+    def implementation(self) -> None:
+        self.order.append("own")
+        self.now_ms += self.own * self.slowdown()
+
+    def reference(self) -> None:
+        self.order.append("ref")
+        self.now_ms += self.ref * self.slowdown()
+
+
+def test_host_against_times_alternate_rounds_and_their_ratio_keeps_out_the_hosts_speed():
+    host = DriftingHost(own=0.045, ref=0.015)
+    result = timing.host_against(host.implementation, host.reference, calls=3, rounds=8, quantiles=QUANTILES,
+                                 clock=host.clock, synchronize=host.synchronize)
+    assert host.order == ["own", "ref"] + (["own"] * 3 + ["ref"] * 3) * 8, "first calls, then alternate rounds"
+    assert result.samples == result.reference.samples == result.ratio.samples == 8
+    assert result.p20 == pytest.approx(0.045) and result.p80 == pytest.approx(0.090), "the host's 2x swing"
+    assert result.reference.median == pytest.approx(0.0225)
+    assert result.ratio.p20 == pytest.approx(3.0) and result.ratio.p80 == pytest.approx(3.0), \
+        f"each round over the reference round after it should be 3 at any host speed, got {result.ratio}"
+
+
+def test_measure_times_a_reference_only_for_the_host_timer():
+    settings = OmegaConf.create({"quantiles": QUANTILES, "host_calls": 2, "host_rounds": 3, "cpu_warmup": 0,
+                                 "cpu_reps": 3})
+    paired = timing.measure(lambda: (lambda: None), "host", settings, reference=lambda: (lambda: None))
+    assert paired.reference.samples == paired.ratio.samples == 3
+    assert timing.measure(lambda: (lambda: None), "host", settings).reference is None
+    assert timing.measure(lambda: (lambda: None), "cpu", settings, reference=lambda: (lambda: None)).ratio is None
