@@ -181,14 +181,14 @@ def memory(rows: pd.DataFrame, copy: pd.DataFrame, style: Style, title: str) -> 
                     continue
                 point = point.iloc[0]
                 position = group + (slot - (len(style.runs) - 1) / 2) * bar_width
-                value = float(point[column])
                 if point["status"] != "ok":
                     axis.plot(position, NOT_OK_Y, color=style.color(backend), marker="x",
                               markersize=8, markeredgewidth=2, linestyle="none",
                               transform=axis.get_xaxis_transform(), clip_on=False)
                     continue
-                if math.isnan(value):  # ok, but this run did not measure memory
+                if pd.isna(point[column]):  # ok, but this run did not measure memory (empty, NA or NaN)
                     continue
+                value = float(point[column])
                 axis.bar(position, value / MIB, width=bar_width, color=style.color(backend),
                          hatch=style.hatch(run), edgecolor="white")
                 per_element = value / (point["rows"] * point["cols"])

@@ -345,6 +345,16 @@ def test_memory_is_drawn_once_whatever_the_timers(tmp_path):
     assert memory == ["memory-dropout-fp16-p0.1-cols1024.png"], memory
 
 
+def test_ok_rows_without_memory_figures_plot(tmp_path):
+    """Host-timer and CPU rows are ok but measure no memory: the memory figure skips them."""
+    results = make_results(ops=("dropout",), dtypes=("fp16",), timers=("do_bench",))
+    results["peak_bytes"] = pd.NA
+    path = tmp_path / "r.csv"
+    results.to_csv(path, index=False)
+    assert main([str(path), "--out", str(tmp_path / "figs"), "--quiet"]) == 0
+    assert list((tmp_path / "figs").glob("memory-*.png")), "the memory figure is still drawn (saved bytes)"
+
+
 def test_training_step_rows_get_their_own_figure(tmp_path):
     rng = np.random.default_rng()
     results = make_results(ops=("dropout",), dtypes=("fp16",))
