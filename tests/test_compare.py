@@ -396,6 +396,9 @@ def test_a_floor_can_be_set_per_timer(tmp_path):
     ("multi-gpu-h200x2-2026-11-23/gpus-0-merged.csv", "multi-gpu-h200x2-2026-11-23/gpus-0-1-merged.csv", 0),
     ("ci-demo-h100-2026-11-23-v2/ci-a.csv", "ci-demo-h100-2026-11-23-v2/ci-slow.csv", 1),
     ("baseline/nvidia-h100-80gb-hbm3.csv", "multi-gpu-h200x2-2026-11-23/gpus-0-merged.csv", 3),
+    # Issue 22's A/A runs on the H200: every pair of five ci-preset runs of one commit passes.
+    *[(f"ci-h200-2026-12-04/run{i}.csv", f"ci-h200-2026-12-04/run{j}.csv", 0)
+      for i in range(1, 6) for j in range(i + 1, 6)],
 ])
 def test_committed_runs_replay_to_their_verdict(baseline, new, code):
     paths = [REPO / "results" / name for name in (baseline, new)]
@@ -404,10 +407,30 @@ def test_committed_runs_replay_to_their_verdict(baseline, new, code):
     assert cmp.main([str(path) for path in paths]) == code
 
 
+def test_the_h200_runs_with_planted_slowdowns_fail(tmp_path):
+    """Run 2 of the H200 A/A runs with x1.08 at >= 1024 rows, +2 us at 1 row and x1.25 on host ratios:
+    every bandwidth-bound row is flagged (docs/ci.md, "What the H200 runs show")."""
+    folder = REPO / "results" / "ci-h200-2026-12-04"
+    if not folder.exists():
+        pytest.skip("the H200 A/A runs are no longer committed")
+    slow = cmp.load_results(str(folder / "run2.csv"))
+    ok = (slow["status"] == "ok") & (slow["op"] != "copy")
+    host = ok & (slow["timer"] == "host")
+    for column in ("ms_median", "ms_p20", "ms_p80"):
+        slow.loc[ok & ~host & (slow["rows"] >= 1024), column] *= 1.08
+        slow.loc[ok & ~host & (slow["rows"] == 1), column] += 0.002
+    for column in ("host_ratio_median", "host_ratio_p20", "host_ratio_p80"):
+        slow.loc[host, column] *= 1.25
+    result = cmp.compare(cmp.load_results(str(folder / "run1.csv")), slow)
+    large = result[result["rows"] >= 1024]
+    assert len(large) == 16 and set(large["verdict"]) == {"regression"}, large[["verdict", "note"]]
+    assert cmp.has_failed(result, slow.iloc[0:0])
+
+
 @pytest.mark.parametrize("option", [
     ["--threshold", "5"], ["--threshold-for", "copy=0.1"], ["--min-pct-of-copy", "nan"],
     ["--min-pct-of-copy", "-5"], ["--floor-min-rows", "-1"], ["--threshold", "nan"],
-    ["--floor-us", "host=2"], ["--host-floor", "-0.1"],
+    ["--floor-us", "host=2"], ["--host-floor", "-0.1"], ["--host-threshold", "15"], ["--retuned-max-rows", "-1"],
 ])
 def test_options_that_would_silently_judge_nothing_are_refused(option, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -452,8 +475,9 @@ def test_an_aa_pair_of_host_rows_on_a_host_of_another_speed_passes(tmp_path, rng
 
 
 @pytest.mark.parametrize("host_speed", [0.54, 1.0, 1.71])
-def test_a_planted_8_percent_host_slowdown_is_caught_at_any_host_speed(tmp_path, rng, host_speed):
-    code, result = run(tmp_path, host_run(rng, 1.0), host_run(rng, host_speed, ratio_factor=1.08))
+def test_a_planted_25_percent_host_slowdown_is_caught_at_any_host_speed(tmp_path, rng, host_speed):
+    """+25% of the ratio: about 10 us more Python per call of a drop-in (host rows' threshold is 15%)."""
+    code, result = run(tmp_path, host_run(rng, 1.0), host_run(rng, host_speed, ratio_factor=1.25))
     caught = result[result["verdict"] == "regression"]
     assert code == 1 and len(caught) == 8, f"all 8 host rows should be flagged:\n{result[['ratio', 'note']]}"
     assert "x F.dropout" in caught["note"].iloc[0] and "raw host time" in caught["note"].iloc[0]
@@ -462,12 +486,12 @@ def test_a_planted_8_percent_host_slowdown_is_caught_at_any_host_speed(tmp_path,
 def test_a_host_slowdown_within_the_ratios_spread_is_noise(tmp_path):
     baseline = [row(rows=1, timer="host", ms_median=0.03, host_ratio_median=2.0, host_ratio_p20=1.9,
                     host_ratio_p80=2.1)]
-    new = [row(rows=1, timer="host", ms_median=0.03, host_ratio_median=2.15, host_ratio_p20=2.05,
-               host_ratio_p80=2.25)]
+    new = [row(rows=1, timer="host", ms_median=0.03, host_ratio_median=2.4, host_ratio_p20=2.1,
+               host_ratio_p80=2.7)]  # +20%: over the 15% host threshold, within the spread of 0.6
     code, result = run(tmp_path, baseline, new)
     assert code == 0 and "slower, but within noise" in result["note"].iloc[0], result["note"].iloc[0]
-    assert run(tmp_path, baseline, new, "--spread-k", "0")[0] == 1, "+0.15 is over the 0.02 floor alone"
-    assert run(tmp_path, baseline, new, "--spread-k", "0", "--host-floor", "0.2")[0] == 0
+    assert run(tmp_path, baseline, new, "--spread-k", "0")[0] == 1, "+0.4 is over the 0.02 floor alone"
+    assert run(tmp_path, baseline, new, "--spread-k", "0", "--host-floor", "0.5")[0] == 0
 
 
 def test_host_rows_of_a_baseline_without_the_reference_are_not_gated_and_say_so(tmp_path, capsys):
@@ -484,3 +508,50 @@ def test_host_rows_of_a_baseline_without_the_reference_are_not_gated_and_say_so(
     assert verdict(result, timer="host") == "not_gated" and cmp.compared(result) == 1, \
         "the host row is not judged, on its raw time (2x slower here) or otherwise"
 
+
+
+def test_a_host_rise_under_the_host_threshold_is_not_a_regression(tmp_path, rng):
+    """Five H200 runs of unchanged code moved host ratios by up to 12%: under 15% is not judged slower."""
+    code, result = run(tmp_path, host_run(rng, 1.0), host_run(rng, 1.0, ratio_factor=1.12))
+    assert code == 0 and set(result["verdict"]) == {"unchanged"}, result[["verdict", "note"]]
+
+
+# -- launch-bound rows whose autotuner choice moved between runs ("retuned") ------------------------
+
+LAUNCH_BOUND = {"rows": 64, "cols": 49152, "shape": "64x49152", "timer": "cudagraph", "op": "variational"}
+
+
+@pytest.mark.parametrize("slower", [True, False])
+def test_a_launch_bound_change_with_another_config_is_retuned_not_judged(tmp_path, capsys, slower):
+    """Seen on an H200 (issue 22): one variational row at 64 rows took 11.7 to 18.5 us across five runs of
+    unchanged code, each with another autotuner choice."""
+    baseline = [row(**LAUNCH_BOUND, ms_median=0.0117, config="BLOCK_D=16 BLOCK_M=512 num_warps=8 first_call_ms=402.5")]
+    new = [row(**LAUNCH_BOUND, ms_median=0.0185 if slower else 0.0075,
+               config="BLOCK_D=1 BLOCK_M=4096 num_warps=8 first_call_ms=406.2")]
+    code, result = run(tmp_path, baseline, new)
+    assert code == 0 and verdict(result, rows=64) == "retuned", result[["verdict", "note"]]
+    out = capsys.readouterr().out
+    assert "Retuned (launch-bound rows whose autotuner choice differs: not judged) (1)" in out
+    assert "BLOCK_D=16 BLOCK_M=512 num_warps=8 in baseline, BLOCK_D=1 BLOCK_M=4096 num_warps=8 in new" in out
+    assert out.startswith("WARNING: 1 launch-bound rows not judged")
+
+
+def test_a_launch_bound_slowdown_with_the_same_config_is_a_regression(tmp_path):
+    config = "BLOCK_D=16 BLOCK_M=512 num_warps=8"
+    baseline = [row(**LAUNCH_BOUND, ms_median=0.0117, config=f"{config} first_call_ms=402.5")]
+    new = [row(**LAUNCH_BOUND, ms_median=0.0185, config=f"{config} first_call_ms=380.0")]  # first-call times differ
+    code, result = run(tmp_path, baseline, new)
+    assert code == 1 and verdict(result, rows=64) == "regression"
+
+
+def test_from_256_rows_another_config_is_judged(tmp_path):
+    large = {**LAUNCH_BOUND, "rows": 256, "shape": "256x49152"}
+    baseline = [row(**large, ms_median=0.05, config="BLOCK_D=16 BLOCK_M=512 num_warps=8")]
+    new = [row(**large, ms_median=0.06, config="BLOCK_D=4 BLOCK_M=2048 num_warps=8")]
+    assert run(tmp_path, baseline, new)[0] == 1, "a bandwidth-bound row is judged whatever the tuner chose"
+
+
+def test_retuned_max_rows_zero_judges_every_row(tmp_path):
+    baseline = [row(**LAUNCH_BOUND, ms_median=0.0117, config="BLOCK_D=16 BLOCK_M=512 num_warps=8")]
+    new = [row(**LAUNCH_BOUND, ms_median=0.0185, config="BLOCK_D=1 BLOCK_M=4096 num_warps=8")]
+    assert run(tmp_path, baseline, new, "--retuned-max-rows", "0")[0] == 1
