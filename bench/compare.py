@@ -38,9 +38,9 @@ judged on its raw time, never a failure.
 At launch-bound sizes (fewer than 256 rows, ``--retuned-max-rows``) the autotuner's choice is
 not stable between runs: its timings of 5-20 us kernels differ by less than their noise, and on
 an H200 five ci-preset runs of unchanged code chose up to five configs for one variational row,
-whose times then differed by up to 3x (issue 22). A would-be regression or improvement whose two
-sides ran different configs there is "retuned": listed with both configs and warned about, not a
-failure. The same config on both sides is judged as above, and so is every row from 256 rows up,
+whose times then differed by up to 3x (issue 22). A would-be regression or improvement of a
+device timer whose two sides ran different configs there is "retuned": listed with both configs
+and warned about, not a failure (host rows time Python, which the config does not change). The same config on both sides is judged as above, and so is every row from 256 rows up,
 where the tuner's timings are long enough to be stable and a different choice is news.
 
 An improvement is the mirror image. Rows ok in the baseline but incorrect/error/oom in the
@@ -235,10 +235,12 @@ def tuned(config) -> str:
 
 def _retuned(judged: tuple[str, str], pair: dict, max_rows: int) -> tuple[str, str]:
     """A regression or improvement at a launch-bound size whose sides ran different autotuner choices
-    becomes "retuned" (module docstring); anything else stays as judged."""
+    becomes "retuned" (module docstring); anything else stays as judged. Never a host row: the tuner
+    picks the GPU's config, not the Python a host row times."""
     verdict, note = judged
     before, after = tuned(pair["config_baseline"]), tuned(pair["config_new"])
-    if verdict not in ("regression", "improvement") or pair["rows"] >= max_rows or not before or before == after:
+    if (verdict not in ("regression", "improvement") or pair["timer"] == HOST_TIMER or pair["rows"] >= max_rows
+            or not before or not after or before == after):
         return judged
     return "retuned", f"would be a {verdict} ({note}); the autotuner chose {before} in baseline, {after} in new"
 
@@ -436,6 +438,10 @@ def _key_text(row: Mapping) -> str:
 
 
 def _band(pair: Mapping, side: str) -> str:
+    """A side's median [p20, p80]: ms, or for a gated host row its ratio to F.dropout's host time (x2.16)."""
+    if pair["timer"] == HOST_TIMER and pair[f"host_ratio_median_{side}"] > 0:
+        median, low, high = (pair[f"host_ratio_{stat}_{side}"] for stat in ("median", "p20", "p80"))
+        return f"x{median:.3f} [{low:.3f}, {high:.3f}]"
     median, low, high = (pair[f"{stat}_{side}"] for stat in ("ms_median", "ms_p20", "ms_p80"))
     if not median > 0:  # not timed (NaN), or a failed row's placeholder
         return "-"

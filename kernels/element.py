@@ -307,6 +307,8 @@ def seeded_dropout(x: torch.Tensor, p: float, seed=None, training: bool = True, 
     key per row of a 2-D x (row r uses seed[r]; e counts within the row).
     state: instead of seed, an RNG state (dropbench.kernels.new_state) that the call reads
     and advances on the device: a fresh mask per call, also under CUDA graphs.
+    Neither: the stream is drawn from torch's generator, as F.dropout draws (kernels.rng):
+    torch.manual_seed and the RNG-state APIs replay it.
     offset: the stream index of x's first element, for a shard of a larger tensor: a row
     shard holding elements [k, k + n) of the whole passes offset=k and gets exactly that
     slice of the whole tensor's mask. global_cols: for a column (or block) shard of a 2-D

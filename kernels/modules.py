@@ -30,7 +30,9 @@ class _SeededDropout(nn.Module):
     def __init__(self, p: float = 0.5, inplace: bool = False):
         super().__init__()
         self.p = check_p(p)
-        self.inplace = bool(inplace)
+        if not isinstance(inplace, bool):  # SeededDropout(p, seed) of an older release must not mean inplace
+            raise TypeError(f"inplace must be a bool, got {type(inplace).__name__} {inplace!r}")
+        self.inplace = inplace
 
     def extra_repr(self) -> str:
         return f"p={self.p}, inplace={self.inplace}"

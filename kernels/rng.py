@@ -37,7 +37,10 @@ def advance_length(length: int) -> int:
 
 
 def torch_stream(x: torch.Tensor, length: int) -> Stream:
-    """A stream of `length` indices for a call on x, drawn from torch's generator (see the module docstring)."""
+    """A stream of `length` indices for a call on x, drawn from torch's generator (see the module docstring).
+
+    Reading the offset and moving it on are two calls, not one atomic step: one thread per device.
+    """
     if torch.compiler.is_compiling() or (x.is_cuda and torch.cuda.is_current_stream_capturing()):
         return Stream(KEY_TENSOR, 0, 0, torch.randint(_KEY_DRAW_BOUND, (), dtype=torch.int64, device=x.device))
     if x.is_cuda:
@@ -59,10 +62,9 @@ def drawn(stream: Stream, x: torch.Tensor) -> Stream:
 
 
 def new_state(seed: int | None = None, device=None) -> torch.Tensor:
-    """A fresh RNG state at offset 0. seed=None draws the key from torch's default CPU generator
-    (one draw, as building an nn.Linear draws), so torch.manual_seed before building a model
-    makes its masks reproducible. Pass a seed to leave the generator untouched.
-    (A call with p = 1 draws nothing and leaves the state where it was.)"""
+    """A fresh explicit RNG state at offset 0 on `device`. seed=None draws the key from torch's
+    default CPU generator once (so torch.manual_seed before makes it reproducible); pass a seed
+    to leave the generator untouched. (A call with p = 1 leaves the state where it was.)"""
     if seed is None:
         key = int(torch.randint(_KEY_DRAW_BOUND, (1,), dtype=torch.int64).item())
     else:

@@ -362,7 +362,8 @@ _UNUSED_POINTERS: dict[int, torch.Tensor] = {}
 
 def unused_pointer(x: torch.Tensor) -> torch.Tensor:
     """A 16-byte tensor on x's device for the pointer arguments a call does not use (seeds, snapshot;
-    a None would make them constexprs). Never read or written. Not x itself: an autotuner with
+    a None would make them constexprs). The kernels never touch it (an autotuner with restore_value
+    only copies its own values back). Not x itself: an autotuner with
     restore_value=["seeds_ptr"] clones what it restores at every benchmarking launch, and a clone
     of x in every timed launch adds two copies of x to each config's time (docs/perf-notes.md)."""
     device_index = x.get_device()

@@ -4,7 +4,7 @@ The stream (kernels.contract): stream index s is kept iff R(s) >= T(p), where
 R(s) = 32-bit word (s mod 4) of Philox4x32-10(key, counter = s div 4). An element's
 stream index is s = offset + e, e its logical index in the tensor (or in the reduced
 mask shape for shared masks); the offset is 0 unless a caller asks for a slice of a
-longer stream (shards) or a device RNG state supplies it.
+longer stream (shards), or torch's generator or a device RNG state supplies it.
 
 Where (key, offset) come from is a compile-time choice, SOURCE (a call given no seed or
 state first draws a SCALAR or KEY_TENSOR stream from torch's generator: kernels.rng):

@@ -424,6 +424,9 @@ def test_the_h200_runs_with_planted_slowdowns_fail(tmp_path):
     result = cmp.compare(cmp.load_results(str(folder / "run1.csv")), slow)
     large = result[result["rows"] >= 1024]
     assert len(large) == 16 and set(large["verdict"]) == {"regression"}, large[["verdict", "note"]]
+    host = result[result["timer"] == "host"]
+    assert "retuned" not in set(host["verdict"]), "a host row times Python: another config excuses nothing"
+    assert (host["verdict"] == "regression").sum() >= 5, host[["verdict", "note"]]
     assert cmp.has_failed(result, slow.iloc[0:0])
 
 

@@ -199,3 +199,8 @@ def test_hugging_face_gradient_checkpointing_gives_the_plain_passs_gradients(gen
     model.gradient_checkpointing_enable()
     for expected, got in zip(plain, gradients()):
         torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_a_positional_seed_of_an_older_release_is_refused():
+    with pytest.raises(TypeError, match="inplace must be a bool"):
+        SeededDropout(0.5, 1234)

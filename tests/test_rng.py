@@ -170,12 +170,30 @@ def test_inductor_compiles_modules_with_fresh_masks_and_replayed_backward(mode, 
 
 
 @pytest.mark.gpu
+def test_reduce_overhead_trains_a_model_with_linear_layers(generator):
+    """Issue 15's failing case (with the old device state): Linear layers around the dropouts, backward
+    of each step under CUDA graphs, a fresh mask per step."""
+    torch._dynamo.reset()
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), SeededDropout(0.5), torch.nn.Linear(64, 64),
+                                VariationalDropout(0.5, dim=1)).cuda().train()
+    compiled = torch.compile(model, fullgraph=True, mode="reduce-overhead")
+    x = random_input((4, 8, 64), torch.float32, "cuda", generator)
+    outputs = []
+    for _ in range(4):
+        torch.compiler.cudagraph_mark_step_begin()
+        out = compiled(x)
+        out.sum().backward()
+        outputs.append(out.detach().clone())
+    assert all(not torch.equal(a, b) for a, b in zip(outputs, outputs[1:])), "steps reused a mask"
+
+
+@pytest.mark.gpu
 def test_cuda_graph_replays_draw_fresh_masks_that_backward_replays(generator):
     module = SeededDropout(0.5).cuda().train()
     x = random_input((32, 1024), torch.float16, "cuda", generator).requires_grad_(True)
     side = torch.cuda.Stream()
     side.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(side):  # warm up (autotuning, compilation) outside the capture
+    with torch.cuda.stream(side):  # warm up (autotuning; the captured key-tensor kernel still compiles in capture)
         for _ in range(2):
             module(x).sum().backward()
     torch.cuda.current_stream().wait_stream(side)
