@@ -242,7 +242,8 @@ def _retuned(judged: tuple[str, str], pair: dict, max_rows: int) -> tuple[str, s
     if (verdict not in ("regression", "improvement") or pair["timer"] == HOST_TIMER or pair["rows"] >= max_rows
             or not before or not after or before == after):
         return judged
-    return "retuned", f"would be a {verdict} ({note}); the autotuner chose {before} in baseline, {after} in new"
+    article = "an" if verdict == "improvement" else "a"
+    return "retuned", f"would be {article} {verdict} ({note}); the autotuner chose {before} in baseline, {after} in new"
 
 
 def _with_threads_note(note: str, pair: dict) -> str:
