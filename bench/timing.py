@@ -5,10 +5,13 @@ cudagraph: the call captured once in a CUDA graph and replayed, for small shapes
 where launch overhead hides the kernel; Triton's do_bench_cudagraph does not
 flush L2 between replays, so this one does, outside the graph.
 cpu: wall clock around single calls; labelled as such, never passed off as a GPU time.
-host: the Python (host) time per call, for shapes small enough that the GPU keeps up:
-rounds of host_calls back-to-back calls, the clock stopped before the one synchronize
-that ends each round, so only the host's side of the call is counted (issue 15: the
-drop-in must cost no more host time than F.dropout). Given a reference (the runner gives
+host: the Python (host) time per call: rounds of host_calls back-to-back calls, the clock
+stopped before the one synchronize that ends each round, so only the host's side of the
+call is counted (issue 15: the drop-in must cost no more host time than F.dropout). Each
+round starts behind a GPU sleep twice as long as the callable's previous round, so the
+calls queue up behind it and never wait for the GPU: a kernel config that is slow on the
+GPU (the autotuner's choice differs between runs) can't leak into the host time (issue 22:
+variational host rows moved by 18% between runs with different configs). Given a reference (the runner gives
 F.dropout's step), the rounds alternate with the reference's, and each round's time over
 the next reference round's is a ratio that a slower or faster host leaves alone (issue 22:
 raw host times moved by -46% to +71% between two runs of unchanged code).
@@ -124,11 +127,16 @@ def cpu(fn, warmup: int, reps: int, quantiles: list[float]) -> Timing:
 
 def host(fn, calls: int, rounds: int, quantiles: list[float]) -> Timing:
     """Milliseconds of host time per call: `rounds` rounds of `calls` calls, each round's clock
-    stopped before its synchronize (a small shape keeps the GPU ahead of the host)."""
+    stopped before its synchronize, each round behind a GPU sleep (hold; see the module docstring)."""
     synchronize = _synchronize()
+    hold = gpu_hold()
     fn()  # a first call that compiles or autotunes is no host cost of later calls
     synchronize()
-    times = [host_round(fn, calls, time.perf_counter, synchronize) for _ in range(max(rounds, 1))]
+    round_ms = host_round(fn, calls, time.perf_counter, synchronize) * calls  # untimed: sizes the first hold
+    times = []
+    for _ in range(max(rounds, 1)):
+        times.append(host_round(fn, calls, time.perf_counter, synchronize, hold, 2 * round_ms))
+        round_ms = times[-1] * calls
     return _summary(times, quantiles)
 
 
@@ -140,25 +148,47 @@ def host_against(fn, reference, calls: int, rounds: int, quantiles: list[float],
     Adjacent rounds run at the same host speed, so their ratio does not move with it.
     """
     synchronize = synchronize or _synchronize()
+    hold = gpu_hold()
     for call in (fn, reference):
         call()  # first calls compile or autotune
     synchronize()
+    # Untimed rounds that size the first holds (each hold: twice the callable's previous round).
+    own_ms, ref_ms = (host_round(call, calls, clock, synchronize) * calls for call in (fn, reference))
     own, ref = [], []
     for _ in range(max(rounds, 1)):
-        own.append(host_round(fn, calls, clock, synchronize))
-        ref.append(host_round(reference, calls, clock, synchronize))
+        own.append(host_round(fn, calls, clock, synchronize, hold, 2 * own_ms))
+        ref.append(host_round(reference, calls, clock, synchronize, hold, 2 * ref_ms))
+        own_ms, ref_ms = own[-1] * calls, ref[-1] * calls
     ratios = [mine / theirs for mine, theirs in zip(own, ref)]
     return replace(_summary(own, quantiles), reference=_summary(ref, quantiles), ratio=_summary(ratios, quantiles))
 
 
-def host_round(fn, calls: int, clock: Callable[[], float], synchronize) -> float:
-    """Host milliseconds per call over `calls` back-to-back calls; the synchronize after the clock stops."""
+def host_round(fn, calls: int, clock: Callable[[], float], synchronize, hold=None, hold_ms: float = 0.0) -> float:
+    """Host milliseconds per call over `calls` back-to-back calls, started behind hold(hold_ms) where
+    given; the synchronize after the clock stops."""
+    if hold is not None:
+        hold(hold_ms)
     start = clock()
     for _ in range(calls):
         fn()
     elapsed = (clock() - start) * 1e3 / calls
     synchronize()
     return elapsed
+
+
+#: GPU clock cycles per millisecond that a hold asks to sleep: 2 GHz, at or above the SM clock of
+#: the GPUs this runs on, so a hold lasts at least as long as asked.
+SLEEP_CYCLES_PER_MS = 2_000_000
+#: A hold never sleeps longer than this (ms): a host round is a few ms.
+MAX_HOLD_MS = 200.0
+
+
+def gpu_hold() -> Callable[[float], None] | None:
+    """hold(ms): keep the current CUDA stream busy for at least ms (torch.cuda._sleep), so launches
+    queued behind it return at once; None without CUDA (nothing to wait for)."""
+    if not torch.cuda.is_available():
+        return None
+    return lambda ms: torch.cuda._sleep(int(min(ms, MAX_HOLD_MS) * SLEEP_CYCLES_PER_MS))
 
 
 def _synchronize() -> Callable[[], None]:

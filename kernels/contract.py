@@ -65,6 +65,12 @@ def float64_bits(value: float) -> int:
     return struct.unpack("<q", struct.pack("<d", value))[0]
 
 
+def float32_bits(value: float) -> int:
+    """A float rounded to fp32 (to nearest even, as Triton's fp64-to-fp32 conversion), its bits as a
+    signed 32-bit int."""
+    return struct.unpack("<i", struct.pack("<f", value))[0]
+
+
 def scale_bits(p: float) -> int:
     """float64_bits of the kept elements' scale 1 / (1 - p)."""
     return float64_bits(1.0 / (1.0 - p))

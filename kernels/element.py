@@ -28,23 +28,27 @@ from dropbench.kernels.contract import (
     check_offset,
     checked,
     drops_everything,
+    float32_bits,
     keep_threshold,
     scale_bits,
 )
+from dropbench.kernels.hot_path import HotLaunches
 from dropbench.kernels.layout import INT32_LIMIT, merge_dims
 from dropbench.kernels.rng import advance_length
 from dropbench.kernels.runtime import (
+    FUNCTION_APPLY,
     KernelLauncher,
     RepeatLaunches,
     autotune_bench,
     describe_config,
-    launch,
     seeded_ops,
     unused_pointer,
 )
 from dropbench.kernels.stream import (
     FROM_TORCH,
+    KEY_TENSOR,
     ROW_KEYS,
+    SCALAR,
     SNAPSHOT,
     STATE,
     apply_keep,
@@ -75,7 +79,7 @@ def _dropout_rows_kernel(
     row, col_start, cols_in_tile, in_bounds = rows_tile(pid, cols, BLOCK)
     key, offset = stream_origin(seeds_ptr, key, offset, row, SOURCE)
     if WIDE_STREAM:
-        first = offset.to(tl.int64) + row.to(tl.int64) * stream_row_len + col_start
+        first = tl.cast(offset, tl.int64) + row.to(tl.int64) * stream_row_len + col_start
     else:
         first = offset + row * stream_row_len + col_start
     word = rows_tile_words(key, first, cols_in_tile, col_start, ALIGNED, BLOCK)
@@ -208,6 +212,7 @@ def _writes_through(x: torch.Tensor, out: torch.Tensor, stream: Stream) -> bool:
 
 
 _repeats = RepeatLaunches()
+_hot = HotLaunches()
 
 
 def element_forward(x: torch.Tensor, p: float, stream: Stream, global_cols=None, snapshot=None,
@@ -217,12 +222,15 @@ def element_forward(x: torch.Tensor, p: float, stream: Stream, global_cols=None,
     plain = out is None and global_cols is None and config is None and x.is_contiguous()
     signature = _repeats.signature(x, p, stream) if plain else None
     if signature is not None:
-        out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
+        out = torch.empty_like(x)  # x is contiguous, so out is too (and cheaper than torch.empty)
         if _repeats.try_launch(signature, x, out, stream, snapshot):
             return out
         if x.numel() and not drops_everything(p):
             numel = x.numel()
-            _repeats.remember(signature, *_run_rows(x, out, stream, snapshot, p, 1, numel, numel, numel, 0, None))
+            launched, args = _run_rows(x, out, stream, snapshot, p, 1, numel, numel, numel, 0, None)
+            _repeats.remember(signature, launched, args)
+            if stream.source == SCALAR and snapshot is None:
+                _hot.remember(launched, args, x, p, stream.key, stream.offset)
             return out
     return element_forward_checked(x, p, stream, global_cols, snapshot, config, out)
 
@@ -267,23 +275,92 @@ def element_forward_checked(x: torch.Tensor, p: float, stream: Stream, global_co
     return out
 
 
+@torch.library.triton_op("dropbench::dropout_key_tensor", mutates_args=())
+def dropout_key_tensor(x: torch.Tensor, p: float, key: torch.Tensor, offset: int) -> torch.Tensor:
+    """Element dropout of contiguous fp16, bf16 or fp32 x (0 < p < 1) keyed by a 0-d key tensor: what
+    torch.compile traces for the modules' calls. A triton_op: inductor sees the Triton kernel and
+    launches it from its own generated code, as it launches its own kernels, instead of calling back
+    into Python through a custom op (~40 us of host time per call in a compiled training step).
+
+    Inductor takes no int arguments past int32, so T(p) goes as its int32 bit pattern and the scale
+    as its fp32 bits (stream.keeps, stream.scale_kept): the same mask and products as eager calls.
+    """
+    out = torch.empty_like(x)
+    numel = x.numel()
+    threshold = keep_threshold(p)
+    threshold = threshold - 2**32 if threshold > INT32_LIMIT else threshold
+    wide_index = 2 * numel > INT32_LIMIT  # as _run_rows decides for one row of numel elements
+    torch.library.wrap_triton(_dropout_rows_autotuned)[lambda meta: (triton.cdiv(numel, meta["BLOCK"]),)](
+        x, out, key, key, 0, offset, 0, threshold, float32_bits(1.0 / (1.0 - p)), 1, numel, numel, numel, 0,
+        SOURCE=KEY_TENSOR, ALIGNED=offset % 4 == 0, WIDE_INDEX=wide_index,
+        WIDE_STREAM=wide_index or offset + numel > INT32_LIMIT)
+    return out
+
+
+def traced_dropout(x, p, source, key, offset, seeds, global_cols):
+    """The triton_op for what torch.compile traces most (a key tensor, no shards, not fp64, on a GPU:
+    inductor compiles no user Triton kernel for the CPU interpreter), else None.
+
+    Checks nothing of x's layout: while dynamo speculates a backward it can't tell a gradient's
+    (.contiguous() is free on a contiguous tensor)."""
+    if source == KEY_TENSOR and global_cols is None and x.is_cuda and x.dtype != torch.float64:
+        return dropout_key_tensor(x.contiguous(), p, seeds, offset)
+    return None
+
+
 ElementDropoutFunction = seeded_ops(
     "dropout", "int? global_cols",
-    lambda x, p, stream, global_cols, snapshot, grad: element_forward(x, p, stream, global_cols, snapshot))
+    lambda x, p, stream, global_cols, snapshot, grad: element_forward(x, p, stream, global_cols, snapshot),
+    traced=traced_dropout)
 
 
 def replay(grad: torch.Tensor, p: float, source: int, key: int, offset: int, seeds, global_cols) -> torch.Tensor:
     """The forward's mask on `grad`. After a STATE forward, `seeds` is its snapshot [key, offset]."""
     if source == STATE:
         source = SNAPSHOT
-    return launch(ElementDropoutFunction.seeded_op, ElementDropoutFunction.seeded_impl, grad, p, source, key, offset,
-                  seeds, global_cols, True)
+    return ElementDropoutFunction.launch_seeded(grad, p, source, key, offset, seeds, global_cols, True)
+
+
+class HotElementDropout(torch.autograd.Function):
+    """The hot path's autograd node (kernels.hot_path): forward and backward are one kept launch each."""
+
+    @staticmethod
+    def forward(ctx, x, hot_launch, key, offset):
+        ctx.hot_launch, ctx.key, ctx.offset = hot_launch, key, offset
+        return hot_launch(x, key, offset)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        hot_launch = ctx.hot_launch
+        if hot_launch.fits(grad_out):
+            return hot_launch(grad_out, ctx.key, ctx.offset), None, None, None
+        return replay(grad_out, hot_launch.p, SCALAR, ctx.key, ctx.offset, None, None), None, None, None
+
+
+_hot_apply = FUNCTION_APPLY.__get__(None, HotElementDropout)
+_FROM_TORCH_STREAM = Stream(FROM_TORCH, 0, 0, None)
+
+
+def dropout_from_torch(x: torch.Tensor, p: float) -> torch.Tensor:
+    """Element dropout of x (checked, 0 < p) with the stream drawn from torch's generator: the call of
+    SeededDropout and of dropout(x, p). A repeat call takes the hot path (kernels.hot_path)."""
+    hot_launch = _hot.lookup(x, p)
+    if hot_launch is not None:
+        drawn_stream = hot_launch.draw()
+        if drawn_stream is not None:
+            key, offset = drawn_stream
+            if torch.is_grad_enabled() and x.requires_grad:
+                return _hot_apply(x, hot_launch, key, offset)
+            return hot_launch(x, key, offset)
+    return ElementDropoutFunction.run(x, p, _FROM_TORCH_STREAM, None)
 
 
 def element_dropout(x, p, stream: Stream, global_cols=None, training=True):
     """Element dropout after the argument checks."""
     if not training or p == 0.0:
         return x
+    if stream.source == FROM_TORCH and global_cols is None:
+        return dropout_from_torch(x, p)
     return ElementDropoutFunction.run(x, p, stream, global_cols)
 
 

@@ -16,7 +16,7 @@ from torch import nn
 
 from dropbench.kernels import alpha, channel
 from dropbench.kernels.contract import Stream, check_dim, check_input, check_p
-from dropbench.kernels.element import ElementDropoutFunction
+from dropbench.kernels.element import dropout_from_torch
 from dropbench.kernels.inplace import dropout_
 from dropbench.kernels.stream import FROM_TORCH
 from dropbench.kernels.variational import VariationalDropoutFunction
@@ -46,8 +46,8 @@ class SeededDropout(_SeededDropout):
             return x
         if self.inplace:
             return dropout_(x, self.p)
-        check_input(x)  # the hot path of a drop-in: no more Python than it needs
-        return ElementDropoutFunction.run(x, self.p, _FROM_TORCH, None)
+        check_input(x)
+        return dropout_from_torch(x, self.p)
 
 
 class VariationalDropout(nn.Module):

@@ -80,7 +80,7 @@ def zeros_like_input(x: torch.Tensor, p: float) -> torch.Tensor:
     return torch.zeros(x.shape, dtype=x.dtype, device=x.device)
 
 
-def seeded_ops(name: str, extra_schema: str, forward, everything_dropped=zeros_like_input):
+def seeded_ops(name: str, extra_schema: str, forward, everything_dropped=zeros_like_input, traced=None):
     """Register a seeded op's two forms around forward(x, p, stream, extra, snapshot, grad) and return
     its autograd.Function: forward and backward run the same kernel (backward with grad=True, for ops
     whose gradient map differs, like alpha dropout's), and autograd keeps a few ints and at most a key
@@ -92,7 +92,9 @@ def seeded_ops(name: str, extra_schema: str, forward, everything_dropped=zeros_l
     (launch). apply(x, p, source, key, offset, seeds, extra) returns (y, snapshot): the [key, offset]
     a STATE call read (None otherwise); run(x, p, stream, extra) returns y, drawing a FROM_TORCH
     stream from torch's generator first. everything_dropped(x, p) is the forward where p leaves no
-    word to keep; its gradient is zero.
+    word to keep; its gradient is zero. traced(x, p, source, key, offset, seeds, extra), where given,
+    is what torch.compile traces instead of the custom op when it returns a tensor (a triton_op that
+    inductor launches itself); None sends the call to the custom op.
     """
 
     def seeded_impl(x, p, source, key, offset, seeds, extra, grad):
@@ -107,6 +109,12 @@ def seeded_ops(name: str, extra_schema: str, forward, everything_dropped=zeros_l
     state_op = define_op(f"{name}_state(Tensor x, float p, {extra_schema}, Tensor(a!) state) -> (Tensor, Tensor)",
                          state_impl, fake_output_and_snapshot)
 
+    def launch_seeded(x, p, source, key, offset, seeds, extra, grad):
+        if torch.compiler.is_compiling():
+            y = None if traced is None else traced(x, p, source, key, offset, seeds, extra)
+            return seeded_op(x, p, source, key, offset, seeds, extra, grad) if y is None else y
+        return seeded_impl(x, p, source, key, offset, seeds, extra, grad)
+
     def forward_pass(ctx, x, p, source, key, offset, seeds, extra):
         ctx.p, ctx.source, ctx.key, ctx.offset, ctx.extra = p, source, key, offset, extra
         if drops_everything(p):
@@ -117,7 +125,7 @@ def seeded_ops(name: str, extra_schema: str, forward, everything_dropped=zeros_l
             ctx.save_for_backward(snapshot)
             return y, snapshot
         ctx.save_for_backward(seeds)  # None, a 0-d key or one key per row
-        return launch(seeded_op, seeded_impl, x, p, source, key, offset, seeds, extra, False), None
+        return launch_seeded(x, p, source, key, offset, seeds, extra, False), None
 
     def backward_pass(ctx, grad_out, _grad_snapshot):
         nones = (None,) * 6
@@ -125,13 +133,13 @@ def seeded_ops(name: str, extra_schema: str, forward, everything_dropped=zeros_l
             return (torch.zeros_like(grad_out), *nones)
         (seeds,) = ctx.saved_tensors
         source = SNAPSHOT if ctx.source == STATE else ctx.source
-        grad_in = launch(seeded_op, seeded_impl, grad_out, ctx.p, source, ctx.key, ctx.offset, seeds, ctx.extra, True)
+        grad_in = launch_seeded(grad_out, ctx.p, source, ctx.key, ctx.offset, seeds, ctx.extra, True)
         return (grad_in, *nones)
 
     function = type(f"{name}_function", (torch.autograd.Function,), {
         "__doc__": seeded_ops.__doc__, "forward": staticmethod(forward_pass), "backward": staticmethod(backward_pass),
     })
-    eager_apply = _FUNCTION_APPLY.__get__(None, function)
+    eager_apply = FUNCTION_APPLY.__get__(None, function)
 
     def run(x, p, stream, extra):
         """The op's output (a FROM_TORCH stream drawn first). Eager calls skip Function.apply's Python
@@ -143,11 +151,12 @@ def seeded_ops(name: str, extra_schema: str, forward, everything_dropped=zeros_l
         return eager_apply(*args)[0]
 
     function.seeded_op, function.seeded_impl, function.run = seeded_op, seeded_impl, staticmethod(run)
+    function.launch_seeded = staticmethod(launch_seeded)
     return function
 
 
 #: The C implementation under torch.autograd.Function.apply's Python wrapper.
-_FUNCTION_APPLY = torch._C._FunctionBase.__dict__["apply"]
+FUNCTION_APPLY = torch._C._FunctionBase.__dict__["apply"]
 
 
 def launch(custom_op, impl, *args):
@@ -233,7 +242,7 @@ class KernelLauncher:
         device_index = args[0].get_device()  # -1 on the CPU
         if config is None:
             config = self.cpu_config if device_index < 0 else self.gpu_config
-        if device_index >= 0 and _several_gpus() and device_index != torch.cuda.current_device():
+        if device_index >= 0 and several_gpus() and device_index != torch.cuda.current_device():
             # Triton launches on the current device; torch ops follow their tensors, and so do we.
             with torch.cuda.device(device_index):
                 return self._launch(grid, args, constexprs, config, device_index)
@@ -341,7 +350,7 @@ class RepeatLaunches:
         seeds = unused if stream.seeds is None else stream.seeds
         args = (x, out, seeds, unused if snapshot is None else snapshot, stream.key, stream.offset, *fixed_args)
         device_index = x.get_device()
-        if _several_gpus() and device_index != torch.cuda.current_device():
+        if several_gpus() and device_index != torch.cuda.current_device():
             with torch.cuda.device(device_index):  # the kernel was loaded in x's device's context
                 launch(device_index, *args)
         else:
@@ -374,7 +383,7 @@ def unused_pointer(x: torch.Tensor) -> torch.Tensor:
 
 
 @functools.cache
-def _several_gpus() -> bool:
+def several_gpus() -> bool:
     return torch.cuda.is_available() and torch.cuda.device_count() > 1
 
 

@@ -117,17 +117,25 @@ def rows_tile_words(key, first_index, cols_in_tile, col_start, ALIGNED: tl.const
 @triton.jit
 def keeps(word, threshold):
     """The contract's keep decision: the 32-bit word, read unsigned, is >= T(p)."""
-    return word.to(tl.uint32, bitcast=True) >= threshold.to(tl.uint32)
+    # tl.cast, not .to: inductor's mutation analysis of a traced launch passes scalars as Python ints.
+    return word.to(tl.uint32, bitcast=True) >= tl.cast(threshold, tl.uint32)
 
 
 @triton.jit
 def scale_kept(x, keep, scale_bits):
-    """x * scale where keep, else exactly 0, computed in fp32 (fp64 for fp64)."""
-    scale = scale_bits.to(tl.float64, bitcast=True)
+    """x * scale where keep, else exactly 0, computed in fp32 (fp64 for fp64).
+
+    scale_bits: the scale's fp64 bits (contract.scale_bits, always past int32 for a scale >= 1),
+    or, for fp16, bf16 and fp32 launches that inductor makes (it takes no int argument past int32),
+    its fp32 bits (contract.float32_bits, always below 2**31): both give the same fp32 scale.
+    """
+    bits = tl.cast(scale_bits, tl.int64)
     if x.dtype == tl.float64:
-        scaled = x * scale
+        scaled = x * bits.to(tl.float64, bitcast=True)
     else:
-        scaled = x.to(tl.float32) * scale.to(tl.float32)
+        from_fp64 = bits.to(tl.float64, bitcast=True).to(tl.float32)
+        from_fp32 = bits.to(tl.int32).to(tl.float32, bitcast=True)
+        scaled = x.to(tl.float32) * tl.where(bits > 2147483647, from_fp64, from_fp32)
     return tl.where(keep, scaled, 0.0).to(x.dtype)
 
 

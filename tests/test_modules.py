@@ -204,3 +204,38 @@ def test_hugging_face_gradient_checkpointing_gives_the_plain_passs_gradients(gen
 def test_a_positional_seed_of_an_older_release_is_refused():
     with pytest.raises(TypeError, match="inplace must be a bool"):
         SeededDropout(0.5, 1234)
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
+def test_repeat_calls_take_the_hot_path_with_the_general_paths_masks(dtype, generator):
+    """Once the general path has launched a shape, module calls launch its kept kernel (kernels.hot_path):
+    the same masks and generator moves as the general path, across key widths and offsets past int32,
+    and backward replays them, also on a gradient the kept launch can't take (expanded, misaligned)."""
+    module = SeededDropout(0.3).train()
+    x = random_input((8, 1000), dtype, "cuda", generator).requires_grad_(True)
+    cuda_generator = torch.cuda.default_generators[torch.cuda.current_device()]
+    buffer = random_input((8001,), dtype, "cuda", generator)
+    gradients = {
+        "random": random_input((8, 1000), dtype, "cuda", generator),
+        "expanded": random_input((1, 1000), dtype, "cuda", generator).expand(8, 1000),
+        "misaligned": buffer[1:].view(8, 1000),
+    }
+    hot_calls = 0
+    for seed, start in [(5, 0), (2**40 + 3, 0), (5, 2**31 - 4000), (5, 2**40)]:
+        torch.cuda.manual_seed(seed)
+        cuda_generator.set_offset(start)
+        for grad_name, grad in [*gradients.items(), ("random", gradients["random"])]:
+            key, offset = _drawn_stream("cuda")
+            y = module(x)
+            hot_calls += type(y.grad_fn).__name__ == "HotElementDropoutBackward"
+            assert torch.equal(y, seeded_dropout(x.detach(), 0.3, key, offset=offset)), (seed, start, grad_name)
+            assert _drawn_stream("cuda") == (key, offset + 8000)
+            x.grad = None
+            y.backward(grad)
+            assert torch.equal(x.grad, seeded_dropout(grad.contiguous(), 0.3, key, offset=offset)), (seed, grad_name)
+        key, offset = _drawn_stream("cuda")
+        with torch.no_grad():
+            y = module(x)
+        assert y.grad_fn is None and torch.equal(y, seeded_dropout(x.detach(), 0.3, key, offset=offset))
+    assert hot_calls >= 8, f"only {hot_calls} of 16 calls took the hot path"

@@ -6,6 +6,7 @@ import pytest
 import torch
 from helpers import random_input
 from test_element import kept
+from torch._inductor.utils import run_and_get_code
 
 from dropbench.kernels import (
     SeededDropout,
@@ -18,6 +19,8 @@ from dropbench.kernels import (
     seeded_dropout,
     variational_dropout,
 )
+from dropbench.kernels import runtime
+from dropbench.kernels.element import dropout_key_tensor
 
 SEED = 0x5EED_0F_D20B
 
@@ -153,9 +156,25 @@ def test_modules_compile_fullgraph_and_draw_fresh_masks(make, device, generator)
     _assert_backward_replays_the_mask(first, x)
 
 
+#: Seen on the H200 (this session's last GPU run), not yet fixed: with reduce-overhead, the first
+#: VariationalDropout launch on a device happens in the CUDA-graph tree's warm-up, and the 16-byte
+#: tensor it keeps for unused pointers (runtime.unused_pointer) is allocated from the graph's pool
+#: ("Detected 1 tensor(s) in the cudagraph pool not tracked as outputs"). The tests drop that tensor
+#: first, so they fail every time until it is fixed, not only when no earlier test made it.
+UNUSED_POINTER_IN_GRAPH_POOL = pytest.mark.xfail(
+    strict=True, raises=RuntimeError,
+    reason="issue 20: runtime.unused_pointer's tensor, made during CUDA-graph tree warm-up, lives in the graph pool")
+
+
+@pytest.fixture
+def no_unused_pointer_yet(monkeypatch):
+    """A process whose kernels have not launched yet: no unused-pointer tensor kept."""
+    monkeypatch.setattr(runtime, "_UNUSED_POINTERS", {})
+
+
 @pytest.mark.gpu
-@pytest.mark.parametrize("mode", [None, "reduce-overhead"])
-def test_inductor_compiles_modules_with_fresh_masks_and_replayed_backward(mode, generator):
+@pytest.mark.parametrize("mode", [None, pytest.param("reduce-overhead", marks=UNUSED_POINTER_IN_GRAPH_POOL)])
+def test_inductor_compiles_modules_with_fresh_masks_and_replayed_backward(mode, generator, no_unused_pointer_yet):
     torch._dynamo.reset()
     model = torch.nn.Sequential(SeededDropout(0.5), VariationalDropout(0.5, dim=1)).cuda().train()
     compiled = torch.compile(model, fullgraph=True, mode=mode)
@@ -170,7 +189,44 @@ def test_inductor_compiles_modules_with_fresh_masks_and_replayed_backward(mode, 
 
 
 @pytest.mark.gpu
-def test_reduce_overhead_trains_a_model_with_linear_layers(generator):
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32])
+def test_inductor_launches_the_kernel_itself_with_the_contracts_mask(dtype, generator):
+    """Under torch.compile a module's element dropout is a triton_op: inductor's own code launches the
+    rows kernel, forward and backward (no call back into Python through the custom op), with the
+    contract's mask for the key tensor and offset it is given, bit for bit as an eager call."""
+    torch._dynamo.reset()
+    key = 2**40 + 7
+    for p in (0.3, 0.7):  # T(p) below and past int32
+        x = random_input((8, 1000), dtype, "cuda", generator)
+        compiled = torch.compile(lambda x, key: dropout_key_tensor(x, p, key, 4), fullgraph=True)
+        out, codes = run_and_get_code(compiled, x, torch.tensor(key, device="cuda"))
+        assert torch.equal(out, seeded_dropout(x, p, key, offset=4)), p
+        assert "_dropout_rows_kernel" in "\n".join(codes)
+    codes = _compiled_training_step_code(dtype, generator)
+    assert len(codes) == 2 and all("_dropout_rows_kernel" in part for part in codes), "forward and backward"
+    assert "torch.ops.dropbench" not in "\n".join(codes), "a dropout went through the custom op"
+
+
+@pytest.mark.gpu
+def test_inductor_calls_the_custom_op_for_fp64(generator):
+    """fp64 keeps the custom op under torch.compile (the triton_op passes an fp32 scale)."""
+    codes = _compiled_training_step_code(torch.float64, generator)
+    assert "torch.ops.dropbench.dropout.default" in "\n".join(codes)
+
+
+def _compiled_training_step_code(dtype, generator) -> list[str]:
+    """Inductor's code for a compiled Linear + SeededDropout forward and backward."""
+    torch._dynamo.reset()
+    model = torch.nn.Sequential(torch.nn.Linear(64, 64), SeededDropout(0.5)).cuda().to(dtype).train()
+    x = random_input((4, 64), dtype, "cuda", generator).requires_grad_(True)
+    compiled = torch.compile(model, fullgraph=True)
+    _, codes = run_and_get_code(lambda: compiled(x).sum().backward())
+    return codes
+
+
+@pytest.mark.gpu
+@UNUSED_POINTER_IN_GRAPH_POOL
+def test_reduce_overhead_trains_a_model_with_linear_layers(generator, no_unused_pointer_yet):
     """Issue 15's failing case (with the old device state): Linear layers around the dropouts, backward
     of each step under CUDA graphs, a fresh mask per step."""
     torch._dynamo.reset()
@@ -182,8 +238,8 @@ def test_reduce_overhead_trains_a_model_with_linear_layers(generator):
     for _ in range(4):
         torch.compiler.cudagraph_mark_step_begin()
         out = compiled(x)
+        outputs.append(out.detach().clone())  # before backward: its graph replay may reuse the output's memory
         out.sum().backward()
-        outputs.append(out.detach().clone())
     assert all(not torch.equal(a, b) for a, b in zip(outputs, outputs[1:])), "steps reused a mask"
 
 

@@ -37,7 +37,21 @@ def test_host_timer_leaves_the_first_call_out():
             time.sleep(0.2)  # a first call that compiles or autotunes
 
     result = timing.host(slow_first, calls=3, rounds=3, quantiles=QUANTILES)
-    assert len(calls) == 1 + 3 * 3 and result.p80 < 50, f"the first call was timed: p80 {result.p80} ms"
+    assert len(calls) == 1 + 3 + 3 * 3 and result.p80 < 50, f"the first call was timed: p80 {result.p80} ms"
+
+
+def test_each_host_round_starts_behind_a_gpu_hold_twice_its_previous_round(monkeypatch):
+    """The calls of a round queue up behind a GPU sleep, so a slow kernel can't stall the host clock;
+    the hold is twice as long as the callable's previous round (untimed sizing round first)."""
+    host = DriftingHost(own=0.045, ref=0.015)
+    holds = []
+    monkeypatch.setattr(timing, "gpu_hold", lambda: (lambda ms: holds.append((host.order[-1], ms))))
+    timing.host_against(host.implementation, host.reference, calls=3, rounds=4, quantiles=QUANTILES,
+                        clock=host.clock, synchronize=host.synchronize)
+    assert len(holds) == 2 * 4, "one hold before each timed round, none before the first calls"
+    own_round_ms, ref_round_ms = 3 * 0.045, 3 * 0.015
+    assert [ms for _, ms in holds[0::2]] == pytest.approx([2 * own_round_ms * speed for speed in (2, 1, 2, 1)])
+    assert [ms for _, ms in holds[1::2]] == pytest.approx([2 * ref_round_ms * speed for speed in (2, 1, 2, 1)])
 
 
 def test_measure_dispatches_the_host_timer_by_name():
@@ -80,7 +94,8 @@ def test_host_against_times_alternate_rounds_and_their_ratio_keeps_out_the_hosts
     host = DriftingHost(own=0.045, ref=0.015)
     result = timing.host_against(host.implementation, host.reference, calls=3, rounds=8, quantiles=QUANTILES,
                                  clock=host.clock, synchronize=host.synchronize)
-    assert host.order == ["own", "ref"] + (["own"] * 3 + ["ref"] * 3) * 8, "first calls, then alternate rounds"
+    assert host.order == ["own", "ref"] + (["own"] * 3 + ["ref"] * 3) * 9, \
+        "first calls, an untimed round each (it sizes the GPU holds), then alternate rounds"
     assert result.samples == result.reference.samples == result.ratio.samples == 8
     assert result.p20 == pytest.approx(0.045) and result.p80 == pytest.approx(0.090), "the host's 2x swing"
     assert result.reference.median == pytest.approx(0.0225)
