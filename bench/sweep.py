@@ -57,7 +57,8 @@ except OSError:
 print(int(found))
 """
 
-_outcome = {"incorrect": False}
+#: incorrect: an implementation failed its check; started: Hydra composed a config and ran the app.
+_outcome = {"incorrect": False, "started": False}
 
 
 def gpu_visible() -> bool:
@@ -127,6 +128,7 @@ def check_results_path(cfg: DictConfig) -> None:
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="config")
 def app(cfg: DictConfig) -> None:
+    _outcome["started"] = True
     try:
         _claim_and_run(cfg)
     except (plan.ConfigError, ResultsError) as exc:
@@ -183,9 +185,21 @@ def _run(cfg: DictConfig, hydra_cfg) -> None:
 
 
 def main() -> None:
-    """Console entry point: run the app, exit 1 when an implementation was found incorrect."""
+    """Console entry point: run the app, exit 1 when an implementation was found incorrect, 2 on bad input.
+
+    Hydra refuses a command line that names an unknown option or key (dtype=fp8) with its own
+    message and exit 1, before the app runs; that is bad input, so it becomes exit 2 with a last
+    one-line error, not the exit that means an incorrect kernel.
+    """
     sys.argv[1:] = with_smoke_fallback(sys.argv[1:])
-    app()
+    try:
+        app()
+    except SystemExit as exc:
+        if exc.code == 1 and not _outcome["started"]:
+            print("dropbench-sweep: error: the command line does not make a config (Hydra's reason above); "
+                  "allowed: the groups, options and keys that --help and --cfg job list", file=sys.stderr, flush=True)
+            sys.exit(CONFIG_ERROR_EXIT)
+        raise
     sys.exit(1 if _outcome["incorrect"] else 0)
 
 

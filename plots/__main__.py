@@ -2,7 +2,8 @@
 
     dropbench-plot results/h100.csv results/h200.csv --out figures/
 
-Bad input ends with a one-line message and exit status 1, not a traceback.
+Bad input ends with a one-line message and exit status 2 (as dropbench-sweep and dropbench-compare),
+not a traceback.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ import sys
 from dropbench.bench import schema
 from dropbench.plots.load import ResultsError, load_results
 from dropbench.plots.render import write_all
+
+#: Exit status for bad input, as the other entry points (argparse's own errors exit 2 too).
+BAD_INPUT_EXIT = 2
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,7 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         written = write_all(load_results(args.csv), args.out, timer=args.timer)
     except (ResultsError, OSError) as exc:  # OSError: the output folder cannot be written
-        sys.exit(f"dropbench-plot: error: {exc}")
+        print(f"dropbench-plot: error: {exc}", file=sys.stderr)
+        sys.exit(BAD_INPUT_EXIT)
     if not args.quiet:
         for path in written:
             print(path)

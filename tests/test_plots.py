@@ -224,7 +224,7 @@ def csv_header_only(path: Path) -> None:
     (csv_with_copy_backend_for_dropout,
      "line 3 has op dropout with backend copy; op copy goes with backend copy only"),
 ], ids=["missing-file", "empty", "header-only", "missing-column", "unknown-op", "copy-backend"])
-def test_bad_input_is_one_line_naming_the_problem(tmp_path, make, message):
+def test_bad_input_is_one_line_naming_the_problem(tmp_path, capsys, make, message):
     csv = tmp_path / "results.csv"
     if make is not None:
         make(csv)
@@ -234,7 +234,8 @@ def test_bad_input_is_one_line_naming_the_problem(tmp_path, make, message):
 
     with pytest.raises(SystemExit) as exited:
         main([str(csv), "--out", str(tmp_path / "figs")])
-    assert exited.value.code == f"dropbench-plot: error: {csv}: {message}"
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.strip() == f"dropbench-plot: error: {csv}: {message}"
     assert not (tmp_path / "figs").exists(), "nothing should be written from bad input"
 
 
@@ -288,11 +289,12 @@ def test_channel_ops_plot_against_rows_and_conv_shapes_as_bars(tmp_path):
                        | {"shapes-dropout2d-fp16-p0.1-do_bench.png", "shapes-dropout2d-fp16-p0.1-do_bench.svg"})
 
 
-def test_timer_absent_from_the_csvs_is_named(tmp_path):
+def test_timer_absent_from_the_csvs_is_named(tmp_path, capsys):
     csv = write_csv(tmp_path / "h100.csv", ops=("dropout",), dtypes=("fp16",))
     with pytest.raises(SystemExit) as exited:
         main([str(csv), "--out", str(tmp_path / "figs"), "--timer", "cpu"])
-    assert exited.value.code == "dropbench-plot: error: no rows with timer cpu; the CSVs have: do_bench"
+    assert exited.value.code == 2
+    assert capsys.readouterr().err.strip() == "dropbench-plot: error: no rows with timer cpu; the CSVs have: do_bench"
 
 
 def test_plots_never_import_torch():
@@ -380,12 +382,13 @@ NOT_RESULTS = {"results/first-look-h100-2026-11-23.csv":
 
 
 @pytest.mark.parametrize("name", committed_csvs())
-def test_every_committed_csv_plots(tmp_path, monkeypatch, name):
+def test_every_committed_csv_plots(tmp_path, monkeypatch, capsys, name):
     # Drawing is what can fail on a CSV; rendering to files takes most of the time and is tested above.
     monkeypatch.setattr(render, "save", lambda figure, stem: [stem])
     if name in NOT_RESULTS:
-        with pytest.raises(SystemExit, match="not a results CSV"):
+        with pytest.raises(SystemExit):
             main([str(REPO / name), "--out", str(tmp_path), "--quiet"])
+        assert "not a results CSV" in capsys.readouterr().err
         return
     assert main([str(REPO / name), "--out", str(tmp_path), "--quiet"]) == 0
 

@@ -582,6 +582,19 @@ def test_a_bad_config_is_one_line_and_exit_2(tmp_path, args, words):
     assert "Traceback" not in done.stderr
 
 
+@pytest.mark.parametrize("args, words", [
+    (["dtype=fp8"], "Could not find 'dtype/fp8'"),
+    (["results.timer=bogus"], "Key 'timer' is not in struct"),
+])
+def test_a_command_line_hydra_refuses_is_bad_input_exit_2(tmp_path, args, words):
+    """Hydra's own refusal (unknown option or key) exits 2, like every bad input, not 1 (an incorrect kernel)."""
+    done = _app(tmp_path, *args)
+    assert done.returncode == 2, f"exit {done.returncode}: {done.stderr[-2000:]}"
+    assert words in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert done.stderr.strip().splitlines()[-1].startswith("dropbench-sweep: error: the command line does not make"), \
+        done.stderr[-2000:]
+
+
 @pytest.mark.skipif(torch.cuda.is_available(), reason="shows the CPU fallback: needs a machine without a GPU")
 def test_cfg_job_on_a_cpu_shows_the_smoke_config_that_runs(tmp_path):
     done = _app(tmp_path, "--cfg", "job")
