@@ -8,8 +8,9 @@ cpu: wall clock around single calls; labelled as such, never passed off as a GPU
 host: the Python (host) time per call: rounds of host_calls back-to-back calls, the clock
 stopped before the one synchronize that ends each round, so only the host's side of the
 call is counted (issue 15: the drop-in must cost no more host time than F.dropout). Each
-round starts behind a GPU sleep twice as long as the callable's previous round, so the
-calls queue up behind it and never wait for the GPU: a kernel config that is slow on the
+round starts behind a GPU sleep twice as long as the callable's fastest round so far, so
+the calls queue up behind it and never wait for the GPU (the fastest, not the last: a
+round that did wait, and so includes the sleep, must not lengthen the next hold): a kernel config that is slow on the
 GPU (the autotuner's choice differs between runs) can't leak into the host time (issue 22:
 variational host rows moved by 18% between runs with different configs). Given a reference (the runner gives
 F.dropout's step), the rounds alternate with the reference's, and each round's time over
@@ -136,7 +137,7 @@ def host(fn, calls: int, rounds: int, quantiles: list[float]) -> Timing:
     times = []
     for _ in range(max(rounds, 1)):
         times.append(host_round(fn, calls, time.perf_counter, synchronize, hold, 2 * round_ms))
-        round_ms = times[-1] * calls
+        round_ms = min(round_ms, times[-1] * calls)
     return _summary(times, quantiles)
 
 
@@ -152,13 +153,13 @@ def host_against(fn, reference, calls: int, rounds: int, quantiles: list[float],
     for call in (fn, reference):
         call()  # first calls compile or autotune
     synchronize()
-    # Untimed rounds that size the first holds (each hold: twice the callable's previous round).
+    # Untimed rounds that size the first holds (each hold: twice the callable's fastest round so far).
     own_ms, ref_ms = (host_round(call, calls, clock, synchronize) * calls for call in (fn, reference))
     own, ref = [], []
     for _ in range(max(rounds, 1)):
         own.append(host_round(fn, calls, clock, synchronize, hold, 2 * own_ms))
         ref.append(host_round(reference, calls, clock, synchronize, hold, 2 * ref_ms))
-        own_ms, ref_ms = own[-1] * calls, ref[-1] * calls
+        own_ms, ref_ms = min(own_ms, own[-1] * calls), min(ref_ms, ref[-1] * calls)
     ratios = [mine / theirs for mine, theirs in zip(own, ref)]
     return replace(_summary(own, quantiles), reference=_summary(ref, quantiles), ratio=_summary(ratios, quantiles))
 
