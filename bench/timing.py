@@ -9,11 +9,11 @@ host: the Python (host) time per call: rounds of host_calls back-to-back calls, 
 stopped before the one synchronize that ends each round, so only the host's side of the
 call is counted (issue 15: the drop-in must cost no more host time than F.dropout). Each
 round starts behind a GPU sleep twice as long as the callable's fastest round so far, so
-the calls queue up behind it and never wait for the GPU (the fastest, not the last: a
-round that did wait, and so includes the sleep, must not lengthen the next hold): a kernel config that is slow on the
-GPU (the autotuner's choice differs between runs) can't leak into the host time (issue 22:
-variational host rows moved by 18% between runs with different configs). Given a reference (the runner gives
-F.dropout's step), the rounds alternate with the reference's, and each round's time over
+the calls queue up behind it and never wait for the GPU, and a kernel config that is slow
+on the GPU (the autotuner's choice differs between runs) can't leak into the host time
+(issue 22: variational host rows moved by 18% between runs with different configs). The
+fastest round, not the last: a round that did wait includes the sleep, and must not
+lengthen the next hold. Given a reference (the runner gives F.dropout's step), the rounds alternate with the reference's, and each round's time over
 the next reference round's is a ratio that a slower or faster host leaves alone (issue 22:
 raw host times moved by -46% to +71% between two runs of unchanged code).
 Every timer takes a `build` that returns the callable, so the CUDA-graph timer
