@@ -50,13 +50,13 @@ from dropbench.kernels.element import (
 )
 from dropbench.kernels.layout import INT32_LIMIT, channel_view, outer_d_m
 from dropbench.kernels.runtime import (
-    KernelLauncher,
-    autotune_bench,
+    autotuned_launcher,
     describe_config,
     latest_config,
     seeded_ops,
 )
 from dropbench.kernels.stream import (
+    STATE,
     element_words,
     keeps,
     locked_tile,
@@ -166,32 +166,27 @@ def _alpha_runs_kernel(
     advance_state(seeds_ptr, snapshot_ptr, advance, SOURCE)
 
 
-# restore_value: while tuning, each benchmarking launch would advance an RNG state.
-_alpha_rows_autotuned = triton.autotune(
-    configs=ROWS_CONFIGS, key=["rows", "cols", "x_row_stride"], do_bench=autotune_bench, restore_value=["seeds_ptr"]
-)(_alpha_rows_kernel)
-_alpha_locked_autotuned = triton.autotune(
-    configs=variational.LOCKED_CONFIGS, key=["outer", "D", "M", "x_stride_d", "x_stride_m"], do_bench=autotune_bench,
-    restore_value=["seeds_ptr"],
-)(_alpha_locked_kernel)
-_alpha_runs_autotuned = triton.autotune(
-    configs=variational.RUNS_CONFIGS, key=["numel", "run_len"], do_bench=autotune_bench, restore_value=["seeds_ptr"],
-    prune_configs_by={"early_config_prune": variational.fitting_runs_configs},
-)(_alpha_runs_kernel)
-
-_rows = KernelLauncher(_alpha_rows_kernel, _alpha_rows_autotuned, cpu_config=CPU_CONFIG)
-_locked = KernelLauncher(_alpha_locked_kernel, _alpha_locked_autotuned, cpu_config=variational.CPU_CONFIG)
-_runs = KernelLauncher(_alpha_runs_kernel, _alpha_runs_autotuned, cpu_config=variational.RUNS_CPU_CONFIG)
+_ROWS_TUNING = {"configs": ROWS_CONFIGS, "key": ["rows", "cols", "x_row_stride"]}
+_rows = autotuned_launcher(_alpha_rows_kernel, CPU_CONFIG, **_ROWS_TUNING)
+_locked = autotuned_launcher(_alpha_locked_kernel, variational.CPU_CONFIG, **variational.LOCKED_TUNING)
+_runs = autotuned_launcher(_alpha_runs_kernel, variational.RUNS_CPU_CONFIG, **variational.RUNS_TUNING)
+# A STATE stream's: while tuning, each benchmarking launch would advance the state; these put it back.
+_RESTORE_STATE = ("seeds_ptr",)
+_rows_state = autotuned_launcher(_alpha_rows_kernel, CPU_CONFIG, restore=_RESTORE_STATE, **_ROWS_TUNING)
+_locked_state = autotuned_launcher(_alpha_locked_kernel, variational.CPU_CONFIG, restore=_RESTORE_STATE,
+                                   **variational.LOCKED_TUNING)
+_runs_state = autotuned_launcher(_alpha_runs_kernel, variational.RUNS_CPU_CONFIG, restore=_RESTORE_STATE,
+                                 **variational.RUNS_TUNING)
 
 
 def chosen_config() -> str:
     """The config of the last launch of the element kernel, the autotuner's choice on a GPU ('' before any)."""
-    return describe_config(_rows.last_config)
+    return describe_config(latest_config(_rows, _rows_state))
 
 
 def chosen_feature_config() -> str:
     """The config of the last launch of the feature kernel, the autotuner's choice on a GPU ('' before any)."""
-    return describe_config(latest_config(_locked, _runs))
+    return describe_config(latest_config(_locked, _runs, _locked_state, _runs_state))
 
 
 @functools.lru_cache(maxsize=512)
@@ -227,7 +222,8 @@ def alpha_dropout_forward(x: torch.Tensor, p: float, stream: Stream, grad: bool 
         rows, cols, x_row_stride, out_row_stride, stream_row_len,
     )
     constexprs = {"SOURCE": stream.source, "ALIGNED": stream.offset % 4 == 0, "WIDE_INDEX": wide}
-    _rows(lambda meta: (rows * triton.cdiv(cols, meta["BLOCK"]),), args, constexprs, config)
+    launcher = _rows_state if stream.source == STATE else _rows
+    launcher(lambda meta: (rows * triton.cdiv(cols, meta["BLOCK"]),), args, constexprs, config)
     return out
 
 
@@ -247,7 +243,8 @@ def feature_alpha_dropout_forward(
         layout = outer_d_m(x, dim)
     (outer, _, size_m), *_ = layout
     leading = (x, out, *stream_args(stream, snapshot, outer * size_m, x), keep_threshold(p), *_map_bits(p, grad))
-    variational.launch_shared(_locked, _runs, leading, layout, stream, config)
+    launchers = (_locked_state, _runs_state) if stream.source == STATE else (_locked, _runs)
+    variational.launch_shared(*launchers, leading, layout, stream, config)
     return out
 
 

@@ -39,10 +39,9 @@ from dropbench.kernels.runtime import (
     FUNCTION_APPLY,
     KernelLauncher,
     RepeatLaunches,
-    autotune_bench,
+    autotuned_launcher,
     describe_config,
     seeded_ops,
-    unused_pointer,
 )
 from dropbench.kernels.stream import (
     FROM_TORCH,
@@ -123,22 +122,19 @@ ROWS_CONFIGS = [
     for warps in (4, 8)
 ]
 _ROWS_KEY = ["rows", "cols", "x_row_stride"]
-_dropout_rows_autotuned = triton.autotune(configs=ROWS_CONFIGS, key=_ROWS_KEY, do_bench=autotune_bench)(
-    _dropout_rows_kernel
-)
-# While tuning, every benchmarking launch would advance a state or drop out x again (in place):
-# the autotuner restores both between runs.
-_dropout_rows_restoring_autotuned = triton.autotune(
-    configs=ROWS_CONFIGS, key=_ROWS_KEY, restore_value=["out_ptr", "seeds_ptr"], do_bench=autotune_bench
-)(_dropout_rows_kernel)
 
 #: The strided kernel's launch on a GPU (it is the rare path, so not autotuned).
 STRIDED_CONFIG = triton.Config({"BLOCK": 1024}, num_warps=4)
 #: Under the CPU interpreter each program costs ~30 ms of Python, so few large blocks win.
 CPU_CONFIG = triton.Config({"BLOCK": 16384}, num_warps=4)
 
-_rows = KernelLauncher(_dropout_rows_kernel, _dropout_rows_autotuned, cpu_config=CPU_CONFIG)
-_rows_restoring = KernelLauncher(_dropout_rows_kernel, _dropout_rows_restoring_autotuned, cpu_config=CPU_CONFIG)
+_rows = autotuned_launcher(_dropout_rows_kernel, CPU_CONFIG, configs=ROWS_CONFIGS, key=_ROWS_KEY)
+# While tuning, every benchmarking launch would drop out x again (in place) or advance a state:
+# these autotuners put them back between runs. (dropout_, the one in-place call, takes no state.)
+_rows_inplace = autotuned_launcher(_dropout_rows_kernel, CPU_CONFIG, restore=("out_ptr",), configs=ROWS_CONFIGS,
+                                   key=_ROWS_KEY)
+_rows_state = autotuned_launcher(_dropout_rows_kernel, CPU_CONFIG, restore=("seeds_ptr",), configs=ROWS_CONFIGS,
+                                 key=_ROWS_KEY)
 _strided = KernelLauncher(_dropout_strided_kernel, cpu_config=CPU_CONFIG, gpu_config=STRIDED_CONFIG)
 
 
@@ -148,8 +144,8 @@ def chosen_config() -> str:
 
 
 def chosen_inplace_config() -> str:
-    """The config of the last in-place (or state-advancing) launch of the rows kernel ('' before any)."""
-    return describe_config(_rows_restoring.last_config)
+    """The config of the last in-place launch of the rows kernel ('' before any)."""
+    return describe_config(_rows_inplace.last_config)
 
 
 @functools.lru_cache(maxsize=256)
@@ -160,11 +156,16 @@ def keep_constants(p: float) -> tuple[int, int]:
 
 def stream_args(stream: Stream, snapshot, numel: int, x: torch.Tensor) -> tuple:
     """(seeds, snapshot, key, offset, advance) kernel arguments of a Stream over `numel` stream
-    indices of a call on x; unused pointers get unused_pointer(x)."""
-    unused = unused_pointer(x)
-    seeds = stream.seeds if stream.seeds is not None else unused
+    indices of a call on x.
+
+    Unused pointers get x itself: the kernels never touch them (a None would make them
+    constexprs), and no tensor is kept for them, which one made during a CUDA-graph tree's
+    warm-up would hold in the graph's pool. A STATE stream's launches use both, and their
+    autotuner restores the state.
+    """
+    seeds = stream.seeds if stream.seeds is not None else x
     advance = advance_length(numel) if stream.source == STATE else 0
-    return seeds, unused if snapshot is None else snapshot, stream.key, stream.offset, advance
+    return seeds, x if snapshot is None else snapshot, stream.key, stream.offset, advance
 
 
 def _run_rows(x, out, stream, snapshot, p, rows, cols, x_row_stride, out_row_stride, stream_row_len, config):
@@ -176,7 +177,7 @@ def _run_rows(x, out, stream, snapshot, p, rows, cols, x_row_stride, out_row_str
     aligned = stream.source == ROW_KEYS or (stream.offset % 4 == 0 and (rows == 1 or stream_row_len % 4 == 0))
     args = (x, out, *stream_args(stream, snapshot, numel, x), threshold, bits,
             rows, cols, x_row_stride, out_row_stride, stream_row_len)
-    launcher = _rows_restoring if out.data_ptr() == x.data_ptr() or stream.source == STATE else _rows
+    launcher = _rows_state if stream.source == STATE else _rows_inplace if out.data_ptr() == x.data_ptr() else _rows
     launched = launcher(lambda meta: (rows * triton.cdiv(cols, meta["BLOCK"]),), args,
                         {"SOURCE": stream.source, "ALIGNED": aligned, "WIDE_INDEX": wide_index,
                          "WIDE_STREAM": wide_index or stream_span > INT32_LIMIT}, config)
@@ -277,7 +278,7 @@ def element_forward_checked(x: torch.Tensor, p: float, stream: Stream, global_co
 
 @torch.library.triton_op("dropbench::dropout_key_tensor", mutates_args=())
 def dropout_key_tensor(x: torch.Tensor, p: float, key: torch.Tensor, offset: int) -> torch.Tensor:
-    """Element dropout of contiguous fp16, bf16 or fp32 x (0 < p < 1) keyed by a 0-d key tensor: what
+    """Element dropout of fp16, bf16 or fp32 x (0 < p < 1) keyed by a 0-d key tensor: what
     torch.compile traces for the modules' calls. A triton_op: inductor sees the Triton kernel and
     launches it from its own generated code, as it launches its own kernels, instead of calling back
     into Python through a custom op (~40 us of host time per call in a compiled training step).
@@ -285,12 +286,13 @@ def dropout_key_tensor(x: torch.Tensor, p: float, key: torch.Tensor, offset: int
     Inductor takes no int arguments past int32, so T(p) goes as its int32 bit pattern and the scale
     as its fp32 bits (stream.keeps, stream.scale_kept): the same mask and products as eager calls.
     """
+    x = x.contiguous()  # free on a contiguous x; an eager call on another layout gets the contract's order
     out = torch.empty_like(x)
     numel = x.numel()
     threshold = keep_threshold(p)
     threshold = threshold - 2**32 if threshold > INT32_LIMIT else threshold
     wide_index = 2 * numel > INT32_LIMIT  # as _run_rows decides for one row of numel elements
-    torch.library.wrap_triton(_dropout_rows_autotuned)[lambda meta: (triton.cdiv(numel, meta["BLOCK"]),)](
+    torch.library.wrap_triton(_rows.autotuned)[lambda meta: (triton.cdiv(numel, meta["BLOCK"]),)](
         x, out, key, key, 0, offset, 0, threshold, float32_bits(1.0 / (1.0 - p)), 1, numel, numel, numel, 0,
         SOURCE=KEY_TENSOR, ALIGNED=offset % 4 == 0, WIDE_INDEX=wide_index,
         WIDE_STREAM=wide_index or offset + numel > INT32_LIMIT)
@@ -302,9 +304,9 @@ def traced_dropout(x, p, source, key, offset, seeds, global_cols):
     inductor compiles no user Triton kernel for the CPU interpreter), else None.
 
     Checks nothing of x's layout: while dynamo speculates a backward it can't tell a gradient's
-    (.contiguous() is free on a contiguous tensor)."""
+    (the op takes x.contiguous(), free on a contiguous tensor)."""
     if source == KEY_TENSOR and global_cols is None and x.is_cuda and x.dtype != torch.float64:
-        return dropout_key_tensor(x.contiguous(), p, seeds, offset)
+        return dropout_key_tensor(x, p, seeds, offset)
     return None
 
 
@@ -344,15 +346,13 @@ _FROM_TORCH_STREAM = Stream(FROM_TORCH, 0, 0, None)
 def dropout_from_torch(x: torch.Tensor, p: float) -> torch.Tensor:
     """Element dropout of x (checked, 0 < p) with the stream drawn from torch's generator: the call of
     SeededDropout and of dropout(x, p). A repeat call takes the hot path (kernels.hot_path)."""
-    hot_launch = _hot.lookup(x, p)
-    if hot_launch is not None:
-        drawn_stream = hot_launch.draw()
-        if drawn_stream is not None:
-            key, offset = drawn_stream
-            if torch.is_grad_enabled() and x.requires_grad:
-                return _hot_apply(x, hot_launch, key, offset)
-            return hot_launch(x, key, offset)
-    return ElementDropoutFunction.run(x, p, _FROM_TORCH_STREAM, None)
+    taken = _hot.take(x, p)
+    if taken is None:
+        return ElementDropoutFunction.run(x, p, _FROM_TORCH_STREAM, None)
+    hot_launch, key, offset = taken
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _hot_apply(x, hot_launch, key, offset)
+    return hot_launch(x, key, offset)
 
 
 def element_dropout(x, p, stream: Stream, global_cols=None, training=True):

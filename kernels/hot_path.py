@@ -4,15 +4,15 @@ Why: the drop-in should cost about F.dropout's host time per call (~12 us on an 
 which Triton's C launcher alone takes ~6 us). The general path (seeded_ops' autograd.Function,
 element_forward, RepeatLaunches) spends ~15 us more in Python re-deciding what a repeat call
 already decided. Here a call on a contiguous CUDA tensor whose (shape, dtype, device, p,
-16-byte alignment) the general path has launched before takes the CompiledLaunch it kept, and
-only checks what can change between calls: the key's width and the offset's class
-(RepeatLaunches.offset_class). The mask is the general path's: the same kernel with the same
-(key, offset) from torch's generator.
+16-byte alignment) the general path has launched before, with a key of the same width and an
+offset of the same class (RepeatLaunches.offset_class), takes the CompiledLaunch it kept. The
+mask is the general path's: the same kernel with the same (key, offset) from torch's generator.
 """
 
 from __future__ import annotations
 
 import torch
+from torch.autograd import forward_ad
 
 from dropbench.kernels.contract import as_int64_bits
 from dropbench.kernels.rng import advance_length
@@ -26,47 +26,27 @@ from dropbench.kernels.runtime import (
 )
 
 
+def stream_class(key: int, offset: int, numel: int) -> tuple | None:
+    """What a (key, offset) decides of the kernel over numel elements: the key's width and the
+    offset's class (None: an offset whose class depends on the op, see RepeatLaunches.offset_class)."""
+    offset_class = RepeatLaunches.offset_class(offset, numel)
+    return None if offset_class is None else (INT32_MIN <= key <= INT32_MAX, offset_class)
+
+
 class HotLaunch:
     """One element-kernel launch over a whole contiguous tensor, kept with every argument but
     (x, out, key, offset); calling it returns a new tensor."""
 
-    __slots__ = ("run", "grid0", "function", "packed_metadata", "unused", "unused_tensor", "tail",
-                 "device_index", "aligned", "key_narrow", "offset_class", "numel", "advance", "p")
+    __slots__ = ("run", "grid0", "function", "packed_metadata", "tail", "device_index", "aligned", "advance", "p")
 
-    def __init__(self, launched: CompiledLaunch, args: tuple, x: torch.Tensor, p: float, key: int, offset: int):
+    def __init__(self, launched: CompiledLaunch, args: tuple, x: torch.Tensor, p: float):
         self.run, self.grid0 = launched.run, launched.grid0
         self.function, self.packed_metadata = launched.function, launched.packed_metadata
-        # args: (x, out, seeds, snapshot, key, offset, *fixed); seeds and snapshot are the unused pointer.
-        self.unused_tensor = args[2]
-        self.unused = args[2].data_ptr()
+        # args: (x, out, seeds, snapshot, key, offset, *fixed); seeds and snapshot are x (unused).
         self.tail = (*args[RepeatLaunches.PER_CALL_ARGS:], *launched.constexpr_values)
-        self.device_index, self.numel, self.p = x.get_device(), x.numel(), p
-        self.advance = advance_length(self.numel)
+        self.device_index, self.p = x.get_device(), p
         self.aligned = x.data_ptr() % 16 == 0
-        self.key_narrow = INT32_MIN <= key <= INT32_MAX
-        self.offset_class = RepeatLaunches.offset_class(offset, self.numel)
-
-    def takes(self, key: int, offset: int) -> bool:
-        """Whether (key, offset) specialize the kernel as the kept launch's did."""
-        numel = self.numel
-        if offset + numel <= INT32_MAX:
-            offset_class = (offset % 4 == 0, False)
-        elif offset > INT32_MAX:
-            offset_class = (offset % 4 == 0, True)
-        else:
-            return False
-        return offset_class == self.offset_class and (INT32_MIN <= key <= INT32_MAX) == self.key_narrow
-
-    def draw(self) -> tuple[int, int] | None:
-        """(key, offset) drawn from torch's CUDA generator as rng.torch_stream draws them, or None,
-        drawing nothing, where they would specialize the kernel differently (takes)."""
-        generator = torch.cuda.default_generators[self.device_index]
-        offset = generator.get_offset()
-        key = as_int64_bits(generator.initial_seed())
-        if not self.takes(key, offset):
-            return None
-        generator.set_offset(offset + self.advance)
-        return key, offset
+        self.advance = advance_length(x.numel())
 
     def fits(self, tensor: torch.Tensor) -> bool:
         """Whether the launch takes `tensor` (a gradient of the output) as it took x."""
@@ -74,43 +54,55 @@ class HotLaunch:
 
     def __call__(self, x: torch.Tensor, key: int, offset: int) -> torch.Tensor:
         out = torch.empty_like(x)
-        unused = self.unused
         # Pointers as ints: Triton's launcher then skips its per-pointer driver query (x is on the GPU).
+        # x also fills the two pointers the launch does not use, as in the general path (stream_args).
+        x_ptr = x.data_ptr()
         self.run(self.grid0, 1, 1, torch._C._cuda_getCurrentRawStream(self.device_index), self.function,
-                 self.packed_metadata, None, None, None, x.data_ptr(), out.data_ptr(), unused, unused, key, offset,
-                 *self.tail)
+                 self.packed_metadata, None, None, None, x_ptr, out.data_ptr(), x_ptr, x_ptr, key, offset, *self.tail)
         return out
 
 
 class HotLaunches:
-    """The kept HotLaunches, by (shape, dtype, device, p, 16-byte alignment) of a contiguous input."""
+    """The kept HotLaunches, by (shape, dtype, device, p, 16-byte alignment) of a contiguous input,
+    then by stream_class."""
 
     MAX_ENTRIES = 4096
 
     def __init__(self):
-        self._launches: dict[tuple, HotLaunch] = {}
+        self._launches: dict[tuple, dict[tuple, HotLaunch]] = {}
 
-    def lookup(self, x: torch.Tensor, p: float) -> HotLaunch | None:
-        """The kept launch for a call on x, or None where the hot path does not apply: not a contiguous
-        CUDA tensor, while torch.compile traces or a CUDA graph captures, under functorch transforms,
-        with profiler launch hooks, or on a GPU other than the current one."""
-        if not (x.is_cuda and x.is_contiguous()) or torch.compiler.is_compiling():
+    def take(self, x: torch.Tensor, p: float) -> tuple[HotLaunch, int, int] | None:
+        """(the kept launch, key, offset) for a call on x, the stream drawn from torch's CUDA generator as
+        rng.torch_stream draws it; or None, drawing nothing, where the hot path does not apply: no kept
+        launch for x's shape and stream class, while torch.compile traces or a CUDA graph captures,
+        under functorch transforms or forward-mode AD, with profiler launch hooks, not a contiguous
+        CUDA tensor, or on a GPU other than the current one."""
+        if torch.compiler.is_compiling() or not (x.is_cuda and x.is_contiguous()):
             return None
         if torch._C._cuda_isCurrentStreamCapturing() or torch._C._are_functorch_transforms_active():
             return None
-        launch = self._launches.get((x.shape, x.dtype, x.get_device(), p, x.data_ptr() % 16 == 0))
-        if launch is None or not direct_launch_allowed():
+        by_class = self._launches.get((x.shape, x.dtype, x.get_device(), p, x.data_ptr() % 16 == 0))
+        if by_class is None or forward_ad._current_level >= 0 or not direct_launch_allowed():
             return None
-        if several_gpus() and launch.device_index != torch.cuda.current_device():
+        device_index = x.get_device()
+        if several_gpus() and device_index != torch.cuda.current_device():
             return None
-        return launch
+        generator = torch.cuda.default_generators[device_index]
+        offset = generator.get_offset()
+        key = as_int64_bits(generator.initial_seed())
+        launch = by_class.get(stream_class(key, offset, x.numel()))
+        if launch is None:
+            return None
+        generator.set_offset(offset + launch.advance)
+        return launch, key, offset
 
     def remember(self, launched, args: tuple, x: torch.Tensor, p: float, key: int, offset: int) -> None:
         """Keep `launched`, the CompiledLaunch of the rows kernel over all of contiguous x with a SCALAR
-        stream and no snapshot (None: nothing to keep)."""
-        if launched is None:
+        stream (key, offset) and no snapshot (None: nothing to keep)."""
+        stream = stream_class(key, offset, x.numel())
+        if launched is None or stream is None:
             return
         if len(self._launches) >= self.MAX_ENTRIES:
             self._launches.clear()
-        self._launches[(x.shape, x.dtype, x.get_device(), p, x.data_ptr() % 16 == 0)] = \
-            HotLaunch(launched, args, x, p, key, offset)
+        by_class = self._launches.setdefault((x.shape, x.dtype, x.get_device(), p, x.data_ptr() % 16 == 0), {})
+        by_class[stream] = HotLaunch(launched, args, x, p)

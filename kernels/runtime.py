@@ -205,6 +205,20 @@ def _specialization(args: tuple, unspecialized: frozenset) -> tuple:
     return tuple(key)
 
 
+def autotuned_launcher(kernel, cpu_config, *, restore: tuple[str, ...] = (), **autotune_kwargs) -> "KernelLauncher":
+    """A KernelLauncher over triton.autotune(**autotune_kwargs)(kernel), timed by autotune_bench.
+
+    restore: the pointer arguments that a benchmarking launch changes and the autotuner must put
+    back (an RNG state it advances, an output written in place). Restoring clones them at every
+    benchmarking launch, so only the launches that change them take a restoring launcher; the
+    others pass x itself for unused pointers and copy nothing.
+    """
+    import triton
+
+    autotuned = triton.autotune(do_bench=autotune_bench, restore_value=list(restore) or None, **autotune_kwargs)(kernel)
+    return KernelLauncher(kernel, autotuned, cpu_config=cpu_config)
+
+
 class KernelLauncher:
     """Launches one @triton.jit `kernel` with a given config or, when none is given: on the CPU
     (the interpreter) with `cpu_config`; on a GPU with `gpu_config`, or else with the choice of
@@ -341,14 +355,13 @@ class RepeatLaunches:
         return None
 
     def try_launch(self, signature: tuple, x: torch.Tensor, out: torch.Tensor, stream, snapshot) -> bool:
-        """Launch the kept kernel for this signature, if there is one; unused pointers get unused_pointer(x)."""
+        """Launch the kept kernel for this signature, if there is one; unused pointers get x (see stream_args)."""
         repeat = self._launches.get(signature)
         if repeat is None:
             return False
         launch, fixed_args = repeat
-        unused = unused_pointer(x)
-        seeds = unused if stream.seeds is None else stream.seeds
-        args = (x, out, seeds, unused if snapshot is None else snapshot, stream.key, stream.offset, *fixed_args)
+        seeds = x if stream.seeds is None else stream.seeds
+        args = (x, out, seeds, x if snapshot is None else snapshot, stream.key, stream.offset, *fixed_args)
         device_index = x.get_device()
         if several_gpus() and device_index != torch.cuda.current_device():
             with torch.cuda.device(device_index):  # the kernel was loaded in x's device's context
@@ -364,22 +377,6 @@ class RepeatLaunches:
         if len(self._launches) >= self.MAX_ENTRIES:
             self._launches.clear()
         self._launches[signature] = (launched, args[self.PER_CALL_ARGS:])
-
-
-_UNUSED_POINTERS: dict[int, torch.Tensor] = {}
-
-
-def unused_pointer(x: torch.Tensor) -> torch.Tensor:
-    """A 16-byte tensor on x's device for the pointer arguments a call does not use (seeds, snapshot;
-    a None would make them constexprs). The kernels never touch it (an autotuner with restore_value
-    only copies its own values back). Not x itself: an autotuner with
-    restore_value=["seeds_ptr"] clones what it restores at every benchmarking launch, and a clone
-    of x in every timed launch adds two copies of x to each config's time (docs/perf-notes.md)."""
-    device_index = x.get_device()
-    unused = _UNUSED_POINTERS.get(device_index)
-    if unused is None:
-        unused = _UNUSED_POINTERS[device_index] = torch.empty(2, dtype=torch.int64, device=x.device)
-    return unused
 
 
 @functools.cache

@@ -31,14 +31,14 @@ from dropbench.kernels.contract import Stream, check_dim, checked
 from dropbench.kernels.element import keep_constants, stream_args
 from dropbench.kernels.layout import INT32_LIMIT, max_runs_block, outer_d_m, takes_runs
 from dropbench.kernels.runtime import (
-    KernelLauncher,
     RepeatLaunches,
-    autotune_bench,
+    autotuned_launcher,
     describe_config,
     latest_config,
     seeded_ops,
 )
 from dropbench.kernels.stream import (
+    STATE,
     apply_keep,
     element_words,
     locked_tile,
@@ -99,10 +99,8 @@ RUNS_CONFIGS = [
     triton.Config({"BLOCK": block}, num_warps=warps)
     for block, warps in [(1024, 4), (2048, 4), (2048, 8), (4096, 4), (4096, 8), (8192, 8)]
 ]
-_runs_dropout_autotuned = triton.autotune(
-    configs=RUNS_CONFIGS, key=["numel", "run_len"], do_bench=autotune_bench, restore_value=["seeds_ptr"],
-    prune_configs_by={"early_config_prune": fitting_runs_configs},
-)(_runs_dropout_kernel)
+RUNS_TUNING = {"configs": RUNS_CONFIGS, "key": ["numel", "run_len"],
+               "prune_configs_by": {"early_config_prune": fitting_runs_configs}}
 #: Under the CPU interpreter: the largest block every run length from MIN_RUN fits.
 RUNS_CPU_CONFIG = triton.Config({"BLOCK": 1024}, num_warps=4)
 
@@ -118,24 +116,23 @@ LOCKED_CONFIGS = [
         (128, 16, 4), (256, 8, 4), (512, 4, 4), (1024, 2, 4), (2048, 2, 8),
     ]
 ]
-# restore_value: while tuning, each benchmarking launch would advance an RNG state.
-_locked_dropout_autotuned = triton.autotune(
-    configs=LOCKED_CONFIGS, key=["outer", "D", "M", "x_stride_d", "x_stride_m"], do_bench=autotune_bench,
-    restore_value=["seeds_ptr"],
-)(_locked_dropout_kernel)
+LOCKED_TUNING = {"configs": LOCKED_CONFIGS, "key": ["outer", "D", "M", "x_stride_d", "x_stride_m"]}
 
 #: Under the CPU interpreter each program costs ~30 ms of Python, so few large tiles win.
 CPU_CONFIG = triton.Config({"BLOCK_D": 64, "BLOCK_M": 256}, num_warps=4)
 
 
 _repeats = RepeatLaunches()
-_locked = KernelLauncher(_locked_dropout_kernel, _locked_dropout_autotuned, cpu_config=CPU_CONFIG)
-_runs = KernelLauncher(_runs_dropout_kernel, _runs_dropout_autotuned, cpu_config=RUNS_CPU_CONFIG)
+_locked = autotuned_launcher(_locked_dropout_kernel, CPU_CONFIG, **LOCKED_TUNING)
+_runs = autotuned_launcher(_runs_dropout_kernel, RUNS_CPU_CONFIG, **RUNS_TUNING)
+# A STATE stream's: while tuning, each benchmarking launch would advance the state; these put it back.
+_locked_state = autotuned_launcher(_locked_dropout_kernel, CPU_CONFIG, restore=("seeds_ptr",), **LOCKED_TUNING)
+_runs_state = autotuned_launcher(_runs_dropout_kernel, RUNS_CPU_CONFIG, restore=("seeds_ptr",), **RUNS_TUNING)
 
 
 def chosen_config() -> str:
     """The config of the last launch (tiles or runs kernel), the autotuner's choice on a GPU ('' before any)."""
-    return describe_config(latest_config(_locked, _runs))
+    return describe_config(latest_config(_locked, _runs, _locked_state, _runs_state))
 
 
 def variational_dropout_forward(x: torch.Tensor, p: float, stream: Stream, dim: int, snapshot=None,
@@ -160,7 +157,8 @@ def variational_dropout_forward(x: torch.Tensor, p: float, stream: Stream, dim: 
     threshold, bits = keep_constants(p)
     (outer, _, size_m), *_ = layout
     leading = (x, out, *stream_args(stream, snapshot, outer * size_m, x), threshold, bits)
-    launched = launch_shared(_locked, _runs, leading, layout, stream, config)
+    launchers = (_locked_state, _runs_state) if stream.source == STATE else (_locked, _runs)
+    launched = launch_shared(*launchers, leading, layout, stream, config)
     if signature is not None and not copied:  # a copied x is a new layout every call
         _repeats.remember(signature, *launched)
     return out

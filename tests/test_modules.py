@@ -221,14 +221,15 @@ def test_repeat_calls_take_the_hot_path_with_the_general_paths_masks(dtype, gene
         "expanded": random_input((1, 1000), dtype, "cuda", generator).expand(8, 1000),
         "misaligned": buffer[1:].view(8, 1000),
     }
-    hot_calls = 0
-    for seed, start in [(5, 0), (2**40 + 3, 0), (5, 2**31 - 4000), (5, 2**40)]:
+    hot_calls = {}
+    for seed, start in [(5, 0), (2**40 + 3, 0), (5, 2**31 - 4000), (5, 2**40), (5, 0)]:
         torch.cuda.manual_seed(seed)
         cuda_generator.set_offset(start)
         for grad_name, grad in [*gradients.items(), ("random", gradients["random"])]:
             key, offset = _drawn_stream("cuda")
             y = module(x)
-            hot_calls += type(y.grad_fn).__name__ == "HotElementDropoutBackward"
+            hot = type(y.grad_fn).__name__ == "HotElementDropoutBackward"
+            hot_calls[seed, start] = hot_calls.get((seed, start), 0) + hot
             assert torch.equal(y, seeded_dropout(x.detach(), 0.3, key, offset=offset)), (seed, start, grad_name)
             assert _drawn_stream("cuda") == (key, offset + 8000)
             x.grad = None
@@ -238,4 +239,5 @@ def test_repeat_calls_take_the_hot_path_with_the_general_paths_masks(dtype, gene
         with torch.no_grad():
             y = module(x)
         assert y.grad_fn is None and torch.equal(y, seeded_dropout(x.detach(), 0.3, key, offset=offset))
-    assert hot_calls >= 8, f"only {hot_calls} of 16 calls took the hot path"
+    # From a stream class's second compiled launch on; back at (5, 0), from the first call.
+    assert all(hot_calls.values()) and hot_calls[5, 0] >= 5, f"hot calls per (seed, start): {hot_calls}"

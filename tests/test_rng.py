@@ -19,7 +19,6 @@ from dropbench.kernels import (
     seeded_dropout,
     variational_dropout,
 )
-from dropbench.kernels import runtime
 from dropbench.kernels.element import dropout_key_tensor
 
 SEED = 0x5EED_0F_D20B
@@ -156,25 +155,9 @@ def test_modules_compile_fullgraph_and_draw_fresh_masks(make, device, generator)
     _assert_backward_replays_the_mask(first, x)
 
 
-#: Seen on the H200 (this session's last GPU run), not yet fixed: with reduce-overhead, the first
-#: VariationalDropout launch on a device happens in the CUDA-graph tree's warm-up, and the 16-byte
-#: tensor it keeps for unused pointers (runtime.unused_pointer) is allocated from the graph's pool
-#: ("Detected 1 tensor(s) in the cudagraph pool not tracked as outputs"). The tests drop that tensor
-#: first, so they fail every time until it is fixed, not only when no earlier test made it.
-UNUSED_POINTER_IN_GRAPH_POOL = pytest.mark.xfail(
-    strict=True, raises=RuntimeError,
-    reason="issue 20: runtime.unused_pointer's tensor, made during CUDA-graph tree warm-up, lives in the graph pool")
-
-
-@pytest.fixture
-def no_unused_pointer_yet(monkeypatch):
-    """A process whose kernels have not launched yet: no unused-pointer tensor kept."""
-    monkeypatch.setattr(runtime, "_UNUSED_POINTERS", {})
-
-
 @pytest.mark.gpu
-@pytest.mark.parametrize("mode", [None, pytest.param("reduce-overhead", marks=UNUSED_POINTER_IN_GRAPH_POOL)])
-def test_inductor_compiles_modules_with_fresh_masks_and_replayed_backward(mode, generator, no_unused_pointer_yet):
+@pytest.mark.parametrize("mode", [None, "reduce-overhead"])
+def test_inductor_compiles_modules_with_fresh_masks_and_replayed_backward(mode, generator):
     torch._dynamo.reset()
     model = torch.nn.Sequential(SeededDropout(0.5), VariationalDropout(0.5, dim=1)).cuda().train()
     compiled = torch.compile(model, fullgraph=True, mode=mode)
@@ -225,8 +208,7 @@ def _compiled_training_step_code(dtype, generator) -> list[str]:
 
 
 @pytest.mark.gpu
-@UNUSED_POINTER_IN_GRAPH_POOL
-def test_reduce_overhead_trains_a_model_with_linear_layers(generator, no_unused_pointer_yet):
+def test_reduce_overhead_trains_a_model_with_linear_layers(generator):
     """Issue 15's failing case (with the old device state): Linear layers around the dropouts, backward
     of each step under CUDA graphs, a fresh mask per step."""
     torch._dynamo.reset()
