@@ -218,6 +218,9 @@ def test_reduce_overhead_trains_a_model_with_linear_layers(generator):
     x = random_input((4, 8, 64), torch.float32, "cuda", generator)
     outputs = []
     for _ in range(4):
+        # As a training loop does: without it, backward accumulates into the previous step's .grad,
+        # a CUDA-graph output the step overwrote (nn.Dropout fails the same way: issue 20's H200 run).
+        model.zero_grad(set_to_none=True)
         torch.compiler.cudagraph_mark_step_begin()
         out = compiled(x)
         outputs.append(out.detach().clone())  # before backward: its graph replay may reuse the output's memory
