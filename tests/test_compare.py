@@ -399,6 +399,12 @@ def test_a_floor_can_be_set_per_timer(tmp_path):
     # Issue 22's A/A runs on the H200: every pair of five ci-preset runs of one commit passes ...
     *[(f"ci-h200-2026-12-04/run{i}.csv", f"ci-h200-2026-12-04/run{j}.csv", 0)
       for i in range(1, 6) for j in range(i + 1, 6)],
+    # ... and of five runs before the GPU hold, whose host slowed in phases (3 failed before the drift rule).
+    *[(f"ci-h200-2026-12-04-unheld/run{i}.csv", f"ci-h200-2026-12-04-unheld/run{j}.csv", 0)
+      for i in range(1, 6) for j in range(i + 1, 6)],
+    # A first run after the machine started, its host slow (F.dropout x1.5-1.8): host rows judged at 35%.
+    ("baseline/nvidia-h200.csv", "ci-h200-2026-12-05/ci-a.csv", 0),
+    ("baseline/nvidia-h200.csv", "ci-h200-2026-12-05/ci-b.csv", 0),
     # ... and every pair of six fresh runs whose host rounds start behind a GPU hold (bench.timing).
     *[(f"ci-h200-2026-12-04-held/run{i}.csv", f"ci-h200-2026-12-04-held/run{j}.csv", 0)
       for i in range(1, 7) for j in range(i + 1, 7)],
@@ -411,7 +417,7 @@ def test_committed_runs_replay_to_their_verdict(baseline, new, code):
 
 
 @pytest.mark.parametrize("folder, baseline, min_host_caught", [
-    ("ci-h200-2026-12-04", "run1.csv", 5),
+    ("ci-h200-2026-12-04", "run1.csv", 4),  # 5 before the drift rule: one row's F.dropout moved x1.31
     ("ci-h200-2026-12-04-held", "run4.csv", 7),  # run4: results/baseline/nvidia-h200.csv
 ])
 def test_the_h200_runs_with_planted_slowdowns_fail(tmp_path, folder, baseline, min_host_caught):
@@ -441,6 +447,7 @@ def test_the_h200_runs_with_planted_slowdowns_fail(tmp_path, folder, baseline, m
     ["--threshold", "5"], ["--threshold-for", "copy=0.1"], ["--min-pct-of-copy", "nan"],
     ["--min-pct-of-copy", "-5"], ["--floor-min-rows", "-1"], ["--threshold", "nan"],
     ["--floor-us", "host=2"], ["--host-floor", "-0.1"], ["--host-threshold", "15"], ["--retuned-max-rows", "-1"],
+    ["--host-drift", "0.8"], ["--host-drift-threshold", "35"],
 ])
 def test_options_that_would_silently_judge_nothing_are_refused(option, capsys):
     with pytest.raises(SystemExit) as exit_info:
@@ -484,13 +491,26 @@ def test_an_aa_pair_of_host_rows_on_a_host_of_another_speed_passes(tmp_path, rng
     assert cmp.compared(result) == 8, "every host row should have been judged"
 
 
-@pytest.mark.parametrize("host_speed", [0.54, 1.0, 1.71])
-def test_a_planted_25_percent_host_slowdown_is_caught_at_any_host_speed(tmp_path, rng, host_speed):
-    """+25% of the ratio: about 10 us more Python per call of a drop-in (host rows' threshold is 15%)."""
+@pytest.mark.parametrize("host_speed", [0.8, 1.0, 1.25])
+def test_a_planted_25_percent_host_slowdown_is_caught_on_a_steady_host(tmp_path, rng, host_speed):
+    """+25% of the ratio: about 10 us more Python per call of a drop-in (host rows' threshold is 15%),
+    with F.dropout's host time within the drift factor (1.3) of the baseline's."""
     code, result = run(tmp_path, host_run(rng, 1.0), host_run(rng, host_speed, ratio_factor=1.25))
     caught = result[result["verdict"] == "regression"]
     assert code == 1 and len(caught) == 8, f"all 8 host rows should be flagged:\n{result[['ratio', 'note']]}"
     assert "x F.dropout" in caught["note"].iloc[0] and "raw host time" in caught["note"].iloc[0]
+
+
+@pytest.mark.parametrize("host_speed", [0.54, 1.71])  # issue 22's raw host speeds: F.dropout itself moved
+def test_on_a_drifted_host_only_a_slowdown_past_the_drift_threshold_is_caught(tmp_path, rng, host_speed, capsys):
+    """The ratio of unchanged code rose by up to 32% on H200 hosts whose F.dropout ran 1.3x-1.9x slower:
+    such rows are judged at 35%, with a warning that smaller slowdowns go unseen there."""
+    code, result = run(tmp_path, host_run(rng, 1.0), host_run(rng, host_speed, ratio_factor=1.25))
+    assert code == 0 and set(result["verdict"]) == {"unchanged"}, result[["verdict", "note"]]
+    assert "a drifted host, judged at 35%" in result["note"].iloc[0]
+    assert "8 host rows ran on a host whose F.dropout time differs" in capsys.readouterr().out
+    code, result = run(tmp_path, host_run(rng, 1.0), host_run(rng, host_speed, ratio_factor=1.5))
+    assert code == 1 and (result["verdict"] == "regression").sum() == 8, result[["verdict", "note"]]
 
 
 def test_a_host_slowdown_within_the_ratios_spread_is_noise(tmp_path):
