@@ -349,9 +349,9 @@ class RepeatLaunches:
         wide. Offsets with offset + numel in int32 are narrow for every op, offsets past int32 wide
         (and an int64 argument); in between, the answer depends on the op's mask size: None."""
         if offset + numel <= INT32_MAX:
-            return offset % 4 == 0, False
+            return offset % 8 == 0, False
         if offset > INT32_MAX:
-            return offset % 4 == 0, True
+            return offset % 8 == 0, True
         return None
 
     def try_launch(self, signature: tuple, x: torch.Tensor, out: torch.Tensor, stream, snapshot) -> bool:

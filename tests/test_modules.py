@@ -59,7 +59,7 @@ def _drawn_stream(device):
     """(key, offset) that the next call given no seed will use, read from torch's generator."""
     if device == "cuda":
         generator = torch.cuda.default_generators[torch.cuda.current_device()]
-        return generator.initial_seed(), generator.get_offset()
+        return generator.initial_seed(), 2 * generator.get_offset()  # a stream offset is twice torch's
     state = torch.get_rng_state()
     key = int(torch.randint(2**63 - 1, (), dtype=torch.int64))
     torch.set_rng_state(state)
@@ -74,7 +74,7 @@ def test_a_call_uses_torchs_stream_and_backward_replays_it(dtype, device, genera
     key, offset = _drawn_stream(device)
     y = module(x)
     assert torch.equal(y, seeded_dropout(x.detach(), 0.5, key, offset=offset)), \
-        "the mask must be seed=the generator's seed, offset=its Philox offset"
+        "the mask must be seed=the generator's seed, offset=twice its Philox offset"
     if device == "cuda":
         assert _drawn_stream(device)[1] == offset + 16 * 64, "the call must move the generator on by its length"
     y.backward(torch.ones_like(y))
