@@ -61,13 +61,18 @@ def torch_stream(x: torch.Tensor, length: int) -> Stream:
     return Stream(SCALAR, int(torch.randint(_KEY_DRAW_BOUND, (), dtype=torch.int64)), 0, None)
 
 
-def drawn(stream: Stream, x: torch.Tensor) -> Stream:
+#: The stream of a call with p = 1 given no seed or state: it keeps nothing, so it draws nothing.
+_NOTHING_DRAWN = Stream(SCALAR, 0, 0, None)
+
+
+def drawn(stream: Stream, x: torch.Tensor, p: float) -> Stream:
     """The stream itself, or for a call given no seed or state, one drawn from torch's generator.
 
     It advances by x.numel(): no less than any op's mask over x (the shared-mask ops draw fewer).
+    With p = 1 nothing is drawn, as torch's dropout draws nothing then (the generator stays put).
     """
     if stream.source == FROM_TORCH:
-        return torch_stream(x, x.numel())
+        return _NOTHING_DRAWN if p == 1.0 else torch_stream(x, x.numel())
     return stream
 
 

@@ -145,7 +145,7 @@ def seeded_ops(name: str, extra_schema: str, forward, everything_dropped=zeros_l
         """The op's output (a FROM_TORCH stream drawn first). Eager calls skip Function.apply's Python
         wrapper (argument binding and functorch's unwrapping, which costs per argument): the drop-in's
         host time per call. torch.compile and functorch transforms take the wrapper."""
-        args = (x, p, *drawn(stream, x), extra)
+        args = (x, p, *drawn(stream, x, p), extra)
         if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
             return function.apply(*args)[0]
         return eager_apply(*args)[0]

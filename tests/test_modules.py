@@ -15,6 +15,7 @@ from dropbench.kernels import (
     FeatureAlphaDropout,
     SeededDropout,
     VariationalDropout,
+    dropout_,
     reference,
     seeded_dropout,
     variational_dropout,
@@ -53,6 +54,21 @@ def _rng_state(device):
 
 def _set_rng_state(state, device):
     (torch.cuda.set_rng_state if device == "cuda" else torch.set_rng_state)(state)
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_p_one_draws_nothing_from_torchs_generator(name, device, generator):
+    """As torch's dropout at p = 1: zeros (the alpha ops' too), and the generator stays where it was,
+    so the next call's mask is the one it would have been without this call."""
+    make, shape = MODULES[name]
+    module = make().train()
+    module.p = 1.0
+    x = random_input(shape, torch.float32, device, generator)
+    before = _rng_state(device)
+    assert torch.equal(module(x), torch.zeros_like(x))
+    assert torch.equal(_rng_state(device), before), f"{name} with p = 1 moved torch's generator"
+    y = dropout_(x.clone(), 1.0)  # the in-place function takes the same rule
+    assert torch.equal(y, torch.zeros_like(x)) and torch.equal(_rng_state(device), before)
 
 
 def _drawn_stream(device):
