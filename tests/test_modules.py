@@ -32,6 +32,26 @@ MODULES = {
 }
 
 
+#: Each module's torch.nn counterpart, which it subclasses (VariationalDropout has none).
+TORCH_BASES = {"seeded": torch.nn.Dropout, "dropout1d": torch.nn.Dropout1d, "dropout2d": torch.nn.Dropout2d,
+               "dropout3d": torch.nn.Dropout3d, "alpha": torch.nn.AlphaDropout,
+               "feature_alpha": torch.nn.FeatureAlphaDropout}
+
+
+@pytest.mark.parametrize("name", TORCH_BASES)
+def test_modules_are_their_torch_counterparts_and_obey_model_wide_p(name, device, generator):
+    """Code that finds dropouts by isinstance (to set p, or to switch them off) finds these too."""
+    make, shape = MODULES[name]
+    model = torch.nn.Sequential(torch.nn.Identity(), make()).train()
+    assert isinstance(model[1], TORCH_BASES[name])
+    assert repr(model[1]).endswith("(p=0.5, inplace=False)")
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.dropout._DropoutNd):
+            module.p = 0.0
+    x = random_input(shape, torch.float32, device, generator)
+    assert model(x) is x, "p set to 0 through the torch base class must switch the dropout off"
+
+
 @pytest.mark.parametrize("name", MODULES)
 def test_eval_is_identity(name, device, generator):
     make, shape = MODULES[name]
