@@ -100,15 +100,15 @@ _NO_SPECIALIZE = ["key", "offset", "advance", "threshold", "a_bits", "b_bits", "
 def _alpha_rows_kernel(
     x_ptr, out_ptr, seeds_ptr, snapshot_ptr, key, offset, advance, threshold, a_bits, b_bits, dropped_bits,
     rows, cols, x_row_stride, out_row_stride, stream_row_len,
-    SOURCE: tl.constexpr, ALIGNED: tl.constexpr, WIDE_INDEX: tl.constexpr, BLOCK: tl.constexpr,
+    SOURCE: tl.constexpr, ALIGNED: tl.constexpr, WIDE_INDEX: tl.constexpr, WIDE_STREAM: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     """element's rows kernel with the alpha map: stream index s = offset + row * stream_row_len + col."""
     pid = tl.program_id(0)
     if WIDE_INDEX:
         pid = pid.to(tl.int64)
-        offset = offset.to(tl.int64)
     row, col_start, cols_in_tile, in_bounds = rows_tile(pid, cols, BLOCK)
-    key, offset = stream_origin(seeds_ptr, key, offset, row, SOURCE)
+    key, offset = stream_origin(seeds_ptr, key, offset, row, SOURCE, WIDE_STREAM)
     # The same decisions seeded_dropout makes for these elements.
     keep = tile_keeps(key, offset + row * stream_row_len + col_start, threshold, BLOCK // 8, ALIGNED)
     x = tl.load(x_ptr + row * x_row_stride + cols_in_tile, mask=in_bounds)
@@ -123,7 +123,7 @@ def _alpha_locked_kernel(
     outer, D, M,
     x_stride_outer, x_stride_d, x_stride_m,
     out_stride_outer, out_stride_d, out_stride_m,
-    SOURCE: tl.constexpr, ALIGNED: tl.constexpr, WIDE_INDEX: tl.constexpr,
+    SOURCE: tl.constexpr, ALIGNED: tl.constexpr, WIDE_INDEX: tl.constexpr, WIDE_STREAM: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr,
 ):
     """variational's locked kernel with the alpha map: (o, d, m) is kept iff mask element o * M + m is."""
@@ -131,9 +131,8 @@ def _alpha_locked_kernel(
     pid = tl.program_id(0)
     if WIDE_INDEX:
         pid = pid.to(tl.int64)
-        offset = offset.to(tl.int64)
     o, m_start, d, m, in_bounds = locked_tile(pid, D, M, BLOCK_D, BLOCK_M, GROUP)
-    key, offset = stream_origin(seeds_ptr, key, offset, 0, SOURCE)
+    key, offset = stream_origin(seeds_ptr, key, offset, 0, SOURCE, WIDE_STREAM)
     keep = locked_keeps(key, offset + o * M + m_start, threshold, BLOCK_M, GROUP, ALIGNED)
     x = tl.load(x_ptr + (o * x_stride_outer + d * x_stride_d + m * x_stride_m), mask=in_bounds)
     y = _alpha_kept(x, keep, a_bits, b_bits, dropped_bits)
@@ -145,14 +144,13 @@ def _alpha_locked_kernel(
 def _alpha_runs_kernel(
     x_ptr, out_ptr, seeds_ptr, snapshot_ptr, key, offset, advance, threshold, a_bits, b_bits, dropped_bits,
     numel, run_len,
-    SOURCE: tl.constexpr, WIDE_INDEX: tl.constexpr, BLOCK: tl.constexpr,
+    SOURCE: tl.constexpr, WIDE_INDEX: tl.constexpr, WIDE_STREAM: tl.constexpr, BLOCK: tl.constexpr,
 ):
     """variational's runs kernel with the alpha map: element e is kept iff mask element e // run_len is."""
     pid = tl.program_id(0)
     if WIDE_INDEX:
         pid = pid.to(tl.int64)
-        offset = offset.to(tl.int64)
-    key, offset = stream_origin(seeds_ptr, key, offset, 0, SOURCE)
+    key, offset = stream_origin(seeds_ptr, key, offset, 0, SOURCE, WIDE_STREAM)
     offsets, in_bounds, keep = runs_tile(pid, key, offset, threshold, numel, run_len, BLOCK)
     x = tl.load(x_ptr + offsets, mask=in_bounds)
     tl.store(out_ptr + offsets, _alpha_kept(x, keep, a_bits, b_bits, dropped_bits), mask=in_bounds)
@@ -209,12 +207,14 @@ def alpha_dropout_forward(x: torch.Tensor, p: float, stream: Stream, grad: bool 
         x = x.contiguous()  # documented copy
         rows, cols, x_row_stride, out_row_stride, stream_row_len = 1, x.numel(), x.numel(), x.numel(), 0
     numel = rows * cols
-    wide = numel + rows * abs(x_row_stride) > INT32_LIMIT or stream.offset + numel > INT32_LIMIT
+    wide = numel + rows * abs(x_row_stride) > INT32_LIMIT
+    stream_span = stream.offset + (rows - 1) * stream_row_len + cols
     args = (
         x, out, *stream_args(stream, snapshot, numel, x), keep_threshold(p), *_map_bits(p, grad),
         rows, cols, x_row_stride, out_row_stride, stream_row_len,
     )
-    constexprs = {"SOURCE": stream.source, "ALIGNED": stream.offset % 8 == 0, "WIDE_INDEX": wide}
+    constexprs = {"SOURCE": stream.source, "ALIGNED": stream.offset % 8 == 0, "WIDE_INDEX": wide,
+                  "WIDE_STREAM": wide or stream_span > INT32_LIMIT}
     launcher = _rows_state if stream.source == STATE else _rows
     launcher(lambda meta: (rows * triton.cdiv(cols, meta["BLOCK"]),), args, constexprs, config)
     return out

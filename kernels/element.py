@@ -78,9 +78,9 @@ def _dropout_rows_kernel(
     if WIDE_INDEX:
         pid = pid.to(tl.int64)
     row, col_start, cols_in_tile, in_bounds = rows_tile(pid, cols, BLOCK)
-    key, offset = stream_origin(seeds_ptr, key, offset, row, SOURCE)
+    key, offset = stream_origin(seeds_ptr, key, offset, row, SOURCE, WIDE_STREAM)
     if WIDE_STREAM:
-        first = tl.cast(offset, tl.int64) + row.to(tl.int64) * stream_row_len + col_start
+        first = offset + row.to(tl.int64) * stream_row_len + col_start
     else:
         first = offset + row * stream_row_len + col_start
     keep = tile_keeps(key, first, threshold, BLOCK // 8, ALIGNED)
@@ -93,13 +93,12 @@ def _dropout_rows_kernel(
 def _dropout_strided_kernel(
     x_ptr, out_ptr, seeds_ptr, snapshot_ptr, key, offset, advance, threshold, scale_bits, numel,
     size1, size2, size3, stride0, stride1, stride2, stride3,
-    SOURCE: tl.constexpr, WIDE_INDEX: tl.constexpr, BLOCK: tl.constexpr,
+    SOURCE: tl.constexpr, WIDE_INDEX: tl.constexpr, WIDE_STREAM: tl.constexpr, BLOCK: tl.constexpr,
 ):
     """Any 4-D strides: each element finds its own input offset and Philox words."""
     pid = tl.program_id(0)
     if WIDE_INDEX:
         pid = pid.to(tl.int64)
-        offset = offset.to(tl.int64)
     index = pid * BLOCK + tl.arange(0, BLOCK)
     in_bounds = index < numel
     rest = index
@@ -111,7 +110,7 @@ def _dropout_strided_kernel(
     i0 = rest // size1
     x_offsets = i0 * stride0 + i1 * stride1 + i2 * stride2 + i3 * stride3
 
-    key, offset = stream_origin(seeds_ptr, key, offset, 0, SOURCE)
+    key, offset = stream_origin(seeds_ptr, key, offset, 0, SOURCE, WIDE_STREAM)
     keep = element_keeps(key, offset + index, threshold)
     x = tl.load(x_ptr + x_offsets, mask=in_bounds)
     tl.store(out_ptr + index, scale_kept(x, keep, scale_bits), mask=in_bounds)
@@ -196,11 +195,12 @@ def _run_strided(x, out, stream, snapshot, p, config):
     strides = [0] * (4 - len(strides)) + strides
     numel = x.numel()
     span = sum((size - 1) * abs(stride) for size, stride in zip(sizes, strides))
-    wide = max(numel, span, stream.offset + numel) > INT32_LIMIT
+    wide = max(numel, span) > INT32_LIMIT
     threshold, bits = keep_constants(p)
     _strided(lambda meta: (triton.cdiv(numel, meta["BLOCK"]),),
              (x, out, *stream_args(stream, snapshot, numel, x), threshold, bits, numel, *sizes[1:], *strides),
-             {"SOURCE": stream.source, "WIDE_INDEX": wide}, config)
+             {"SOURCE": stream.source, "WIDE_INDEX": wide, "WIDE_STREAM": wide or stream.offset + numel > INT32_LIMIT},
+             config)
 
 
 def _writes_through(x: torch.Tensor, out: torch.Tensor, stream: Stream) -> bool:

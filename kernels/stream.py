@@ -35,8 +35,13 @@ _STATE = tl.constexpr(STATE)
 
 
 @triton.jit
-def stream_origin(seeds_ptr, key, offset, row, SOURCE: tl.constexpr):
-    """This program's (key, offset): the arguments, or read from the device as SOURCE says."""
+def stream_origin(seeds_ptr, key, offset, row, SOURCE: tl.constexpr, WIDE_STREAM: tl.constexpr):
+    """This program's (key, offset): the arguments, or read from the device as SOURCE says.
+
+    WIDE_STREAM: the stream indices pass int32 (torch's generator offsets do within a few training
+    steps) while the element offsets need not: the offset becomes 64-bit, so the stream indices
+    built on it are, and the addressing stays 32-bit unless WIDE_INDEX makes the program id 64-bit.
+    """
     if SOURCE == _KEY_TENSOR:
         key = tl.load(seeds_ptr)
     elif SOURCE == _ROW_KEYS:
@@ -44,6 +49,8 @@ def stream_origin(seeds_ptr, key, offset, row, SOURCE: tl.constexpr):
     elif SOURCE >= _SNAPSHOT:
         key = tl.load(seeds_ptr)
         offset = offset + tl.load(seeds_ptr + 1)
+    if WIDE_STREAM:
+        offset = tl.cast(offset, tl.int64)
     return key, offset
 
 

@@ -54,7 +54,7 @@ def _locked_dropout_kernel(
     outer, D, M,
     x_stride_outer, x_stride_d, x_stride_m,
     out_stride_outer, out_stride_d, out_stride_m,
-    SOURCE: tl.constexpr, ALIGNED: tl.constexpr, WIDE_INDEX: tl.constexpr,
+    SOURCE: tl.constexpr, ALIGNED: tl.constexpr, WIDE_INDEX: tl.constexpr, WIDE_STREAM: tl.constexpr,
     BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr,
 ):
     """Element (o, d, m) is kept iff the mask element o * M + m (stream index offset + o * M + m) is kept.
@@ -66,9 +66,8 @@ def _locked_dropout_kernel(
     pid = tl.program_id(0)
     if WIDE_INDEX:
         pid = pid.to(tl.int64)
-        offset = offset.to(tl.int64)
     o, m_start, d, m, in_bounds = locked_tile(pid, D, M, BLOCK_D, BLOCK_M, GROUP)
-    key, offset = stream_origin(seeds_ptr, key, offset, 0, SOURCE)
+    key, offset = stream_origin(seeds_ptr, key, offset, 0, SOURCE, WIDE_STREAM)
     keep = locked_keeps(key, offset + o * M + m_start, threshold, BLOCK_M, GROUP, ALIGNED)
     x = tl.load(x_ptr + (o * x_stride_outer + d * x_stride_d + m * x_stride_m), mask=in_bounds)
     y = scale_kept(x, keep, scale_bits)
@@ -79,14 +78,13 @@ def _locked_dropout_kernel(
 @triton.jit(do_not_specialize=["key", "offset", "advance", "threshold", "scale_bits"])
 def _runs_dropout_kernel(
     x_ptr, out_ptr, seeds_ptr, snapshot_ptr, key, offset, advance, threshold, scale_bits, numel, run_len,
-    SOURCE: tl.constexpr, WIDE_INDEX: tl.constexpr, BLOCK: tl.constexpr,
+    SOURCE: tl.constexpr, WIDE_INDEX: tl.constexpr, WIDE_STREAM: tl.constexpr, BLOCK: tl.constexpr,
 ):
     """x as runs of run_len contiguous elements: element e is kept iff mask element e // run_len is."""
     pid = tl.program_id(0)
     if WIDE_INDEX:
         pid = pid.to(tl.int64)
-        offset = offset.to(tl.int64)
-    key, offset = stream_origin(seeds_ptr, key, offset, 0, SOURCE)
+    key, offset = stream_origin(seeds_ptr, key, offset, 0, SOURCE, WIDE_STREAM)
     offsets, in_bounds, keep = runs_tile(pid, key, offset, threshold, numel, run_len, BLOCK)
     x = tl.load(x_ptr + offsets, mask=in_bounds)
     tl.store(out_ptr + offsets, scale_kept(x, keep, scale_bits), mask=in_bounds)
@@ -175,8 +173,7 @@ def launch_shared(tiles_launcher, runs_launcher, leading_args: tuple, layout, st
     does not take it), BLOCK_D and BLOCK_M for the tiles. Else the launcher's default (autotuned on a GPU).
     """
     (outer, size_d, size_m), x_strides, out_strides, wide = layout
-    wide = wide or stream.offset + outer * size_m > INT32_LIMIT
-    constexprs = {"SOURCE": stream.source, "WIDE_INDEX": wide}
+    constexprs = {"SOURCE": stream.source, "WIDE_INDEX": wide, "WIDE_STREAM": wide or stream.offset + outer * size_m > INT32_LIMIT}
     if config is None or "BLOCK" in config.kwargs:
         if takes_runs(layout):
             numel = size_d * size_m

@@ -13,6 +13,7 @@ from dropbench.kernels import (
     VariationalDropout,
     alpha_dropout,
     dropout2d,
+    feature_alpha_dropout,
     new_state,
     reference,
     reset_state,
@@ -292,6 +293,45 @@ def test_offsets_around_int32_follow_the_reference(offset, device, generator):
     for _ in range(2):
         y = seeded_dropout(x, 0.5, SEED, offset=offset)
         assert torch.equal(kept(y), reference.keep_mask(x.shape, 0.5, SEED, offset)), offset
+
+
+def _channel_keep(shape, p, offset):
+    return reference.keep_mask(shape[:2], p, SEED, offset).reshape(*shape[:2], *[1] * (len(shape) - 2))
+
+
+#: Every kernel path but the rows kernel's (above): (the call, the reference, the input: a random
+#: tensor of `shape`, permuted by `order`: the channels-last views take the locked tiles). Each mask
+#: has over 64 elements, so an offset 64 below 2**31 puts stream indices on both sides of it.
+OFFSET_PATHS = {
+    "strided": (lambda x, o: seeded_dropout(x, 0.5, SEED, offset=o),
+                lambda x, o: reference.seeded_dropout(x, 0.5, SEED, o), (40, 24), (1, 0)),
+    "locked tiles": (lambda x, o: variational_dropout(x, 0.5, SEED, 0, offset=o),
+                     lambda x, o: reference.variational_dropout(x, 0.5, SEED, 0, o), (4, 200), (0, 1)),
+    "runs": (lambda x, o: variational_dropout(x, 0.5, SEED, 1, offset=o),
+             lambda x, o: reference.variational_dropout(x, 0.5, SEED, 1, o), (200, 32), (0, 1)),
+    "alpha rows": (lambda x, o: alpha_dropout(x, 0.5, SEED, offset=o),
+                   lambda x, o: reference.alpha_dropout(x, 0.5, SEED, o), (24, 40), (0, 1)),
+    "alpha locked tiles": (lambda x, o: feature_alpha_dropout(x, 0.5, SEED, offset=o),
+                           lambda x, o: reference._apply_alpha(x, _channel_keep(x.shape, 0.5, o), 0.5),
+                           (6, 2, 3, 40), (0, 3, 1, 2)),
+    "alpha runs": (lambda x, o: feature_alpha_dropout(x, 0.5, SEED, offset=o),
+                   lambda x, o: reference._apply_alpha(x, _channel_keep(x.shape, 0.5, o), 0.5),
+                   (6, 40, 4, 6), (0, 1, 2, 3)),
+    "channel locked tiles": (lambda x, o: dropout2d(x, 0.5, SEED, offset=o),
+                             lambda x, o: reference._apply(x, _channel_keep(x.shape, 0.5, o), 0.5),
+                             (6, 2, 3, 40), (0, 3, 1, 2)),
+}
+
+
+@pytest.mark.parametrize("offset", [2**31 - 64, 2**31 - 61, 2**31 + 4, 2**40 + 2])
+@pytest.mark.parametrize("path", list(OFFSET_PATHS))
+def test_every_kernel_path_follows_the_reference_at_offsets_past_int32(path, offset, device, generator):
+    """Stream indices between and past int32 on a small tensor: 64-bit stream indices (WIDE_STREAM)
+    with 32-bit addressing, in every kernel (torch's generator offsets pass 2**31 within a few steps)."""
+    call, expected, shape, order = OFFSET_PATHS[path]
+    x = random_input(shape, torch.float32, device, generator).permute(order)
+    for _ in range(2):
+        torch.testing.assert_close(call(x, offset).cpu(), expected(x.cpu(), offset).float(), msg=path)
 
 
 @pytest.mark.gpu
