@@ -65,7 +65,8 @@ class Backend:
     the ops it names; one without runs every op through the op row's functions.
     """
 
-    calls: str             # "kernel" (seeded: gets the seed) or "eager" (draws from torch's generator)
+    calls: str             # "kernel" (seeded: gets the seed), "dropin" (the kernel form given no seed: draws
+                           # from torch's generator, as the nn.Module drop-ins do) or "eager" (the op's eager form)
     bit_exact: bool        # its masks must equal kernels.reference bit for bit (else: checked statistically)
     wrap: str = ""         # f(fn) -> fn applied to the op's function (torch.compile), or "" for none
     color: str = "tab:gray"  # its colour in the figures
@@ -105,6 +106,9 @@ OPS: dict[str, Op] = {
 BACKENDS: dict[str, Backend] = {
     "triton": Backend("kernel", bit_exact=True, color="tab:blue",
                       description="the seeded Triton kernels: the mask is recomputed from (seed, index)"),
+    "dropin": Backend("dropin", bit_exact=False, color="tab:cyan",
+                      description="the same kernels as drop-ins call them: no seed, the stream drawn from "
+                      "torch's generator per call (the host path users get)"),
     "eager": Backend("eager", bit_exact=False, color="tab:red",
                      description="eager PyTorch, as models call it today"),
     "compile": Backend("eager", bit_exact=False, wrap="dropbench.baselines.compiled:compiled", color="tab:orange",
@@ -161,7 +165,7 @@ def resolve(path: str) -> Callable:
 class Implementation:
     """One (op, backend), called as impl(x, p, seed, dim) whatever the op's own call form.
 
-    Ops without a dim ignore it; eager-like backends ignore the seed (they draw from
+    Ops without a dim ignore it; eager and dropin backends ignore the seed (they draw from
     torch's generator). `bit_exact`: the mask must equal kernels.reference bit for bit,
     which decides how bench.check checks it. `chosen_config()` names the autotuner's
     choice for the last call, where there is one.
@@ -185,14 +189,16 @@ def implementation(op_name: str, backend_name: str) -> Implementation:
     if how.functions:
         fn = resolve(how.functions[op_name])
     else:
-        fn = resolve(row.kernel if how.calls == "kernel" else row.eager)
+        fn = resolve(row.eager if how.calls == "eager" else row.kernel)
     if how.wrap:
         fn = resolve(how.wrap)(fn)
     if how.calls == "kernel":
         call = (lambda x, p, seed, dim: fn(x, p, seed, dim)) if row.takes_dim else (lambda x, p, seed, dim: fn(x, p, seed))
+    elif how.calls == "dropin":
+        call = (lambda x, p, seed, dim: fn(x, p, None, dim)) if row.takes_dim else (lambda x, p, seed, dim: fn(x, p))
     else:
         call = (lambda x, p, seed, dim: fn(x, p, dim)) if row.takes_dim else (lambda x, p, seed, dim: fn(x, p))
-    chosen_path = how.chosen_config if how.functions else (row.chosen_config if how.calls == "kernel" else "")
+    chosen_path = how.chosen_config if how.functions else (row.chosen_config if how.calls != "eager" else "")
     chosen = resolve(chosen_path) if chosen_path else (lambda: "")
     return Implementation(op_name, backend_name, call, how.bit_exact, chosen)
 

@@ -16,17 +16,17 @@ and passed as fp64 bit patterns (like scale_bits); the kernels compute
 x * A + B in fp32 (fp64 for fp64) and round once to the input dtype.
 
 Three kernels, as element and variational dropout have: a rows kernel taking BLOCK
-consecutive elements as seeded's [BLOCK/4, 4] tile (one Philox call per 4
+consecutive elements as seeded's [BLOCK/8, 8] tile (one Philox call per 8
 elements), and for the channel form variational's locked kernel ([BLOCK_D, BLOCK_M]
-tiles, one Philox call per channel, shared along the spatial positions) and its
+tiles, one Philox call per 8 channels, shared along the spatial positions) and its
 runs kernel (contiguous channels-first x, channels as runs of S elements).
 Backward is the same kernel with B = 0 and dropped value 0.
 
 Bytes moved per element: one read and one write of the dtype. Operations: one
-Philox call per 4 elements (per channel for the feature form), one compare, one
+Philox call per 8 elements (per 8 channels for the feature form), one compare, one
 multiply-add, one select.
 
-Layouts: contiguous x, and 2-D x whose rows are contiguous with cols a multiple of 4,
+Layouts: contiguous x, and 2-D x whose rows are contiguous with cols a multiple of 8,
 are read in place; other strides are copied to contiguous first (one more read and
 write). The feature form reads channels-first and channels-last x in place
 (kernels.channel.channel_view). The output is contiguous (channels-last for a
@@ -57,14 +57,13 @@ from dropbench.kernels.runtime import (
 )
 from dropbench.kernels.stream import (
     STATE,
-    element_words,
-    keeps,
+    advance_state,
+    locked_keeps,
     locked_tile,
     rows_tile,
-    rows_tile_words,
     runs_tile,
-    advance_state,
     stream_origin,
+    tile_keeps,
 )
 
 SELU_ALPHA = 1.6732632423543772848170429916717
@@ -78,12 +77,6 @@ def alpha_constants(p: float) -> tuple[float, float, float]:
     a = 1.0 / math.sqrt((ALPHA_PRIME * ALPHA_PRIME * p + 1.0) * (1.0 - p))
     b = -a * ALPHA_PRIME * p
     return a, b, a * ALPHA_PRIME + b
-
-
-@triton.jit
-def _apply_alpha(x, word, threshold, a_bits, b_bits, dropped_bits):
-    """x * A + B where word >= threshold, else the constant `dropped`; fp32 math (fp64 for fp64)."""
-    return _alpha_kept(x, keeps(word, threshold), a_bits, b_bits, dropped_bits)
 
 
 @triton.jit
@@ -107,19 +100,19 @@ _NO_SPECIALIZE = ["key", "offset", "advance", "threshold", "a_bits", "b_bits", "
 def _alpha_rows_kernel(
     x_ptr, out_ptr, seeds_ptr, snapshot_ptr, key, offset, advance, threshold, a_bits, b_bits, dropped_bits,
     rows, cols, x_row_stride, out_row_stride, stream_row_len,
-    SOURCE: tl.constexpr, ALIGNED: tl.constexpr, WIDE_INDEX: tl.constexpr, BLOCK: tl.constexpr,
+    SOURCE: tl.constexpr, ALIGNED: tl.constexpr, WIDE_INDEX: tl.constexpr, WIDE_STREAM: tl.constexpr,
+    BLOCK: tl.constexpr,
 ):
     """element's rows kernel with the alpha map: stream index s = offset + row * stream_row_len + col."""
     pid = tl.program_id(0)
     if WIDE_INDEX:
         pid = pid.to(tl.int64)
-        offset = offset.to(tl.int64)
     row, col_start, cols_in_tile, in_bounds = rows_tile(pid, cols, BLOCK)
-    key, offset = stream_origin(seeds_ptr, key, offset, row, SOURCE)
-    # The same words seeded_dropout draws for these elements.
-    word = rows_tile_words(key, offset + row * stream_row_len + col_start, cols_in_tile, col_start, ALIGNED, BLOCK)
+    key, offset = stream_origin(seeds_ptr, key, offset, row, SOURCE, WIDE_STREAM)
+    # The same decisions seeded_dropout makes for these elements.
+    keep = tile_keeps(key, offset + row * stream_row_len + col_start, threshold, BLOCK // 8, ALIGNED)
     x = tl.load(x_ptr + row * x_row_stride + cols_in_tile, mask=in_bounds)
-    y = _apply_alpha(x, word, threshold, a_bits, b_bits, dropped_bits)
+    y = _alpha_kept(x, keep, a_bits, b_bits, dropped_bits)
     tl.store(out_ptr + row * out_row_stride + cols_in_tile, y, mask=in_bounds)
     advance_state(seeds_ptr, snapshot_ptr, advance, SOURCE)
 
@@ -130,21 +123,20 @@ def _alpha_locked_kernel(
     outer, D, M,
     x_stride_outer, x_stride_d, x_stride_m,
     out_stride_outer, out_stride_d, out_stride_m,
-    SOURCE: tl.constexpr, WIDE_INDEX: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr,
+    SOURCE: tl.constexpr, ALIGNED: tl.constexpr, WIDE_INDEX: tl.constexpr, WIDE_STREAM: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr,
 ):
     """variational's locked kernel with the alpha map: (o, d, m) is kept iff mask element o * M + m is."""
+    GROUP: tl.constexpr = 8 if BLOCK_M >= 8 else BLOCK_M
     pid = tl.program_id(0)
     if WIDE_INDEX:
         pid = pid.to(tl.int64)
-        offset = offset.to(tl.int64)
-    o, d, m, in_bounds = locked_tile(pid, D, M, BLOCK_D, BLOCK_M)
-    key, offset = stream_origin(seeds_ptr, key, offset, 0, SOURCE)
-    word = element_words(key, offset + o * M + m)
-    x_offsets = o * x_stride_outer + d[:, None] * x_stride_d + m[None, :] * x_stride_m
-    x = tl.load(x_ptr + x_offsets, mask=in_bounds)
-    y = _apply_alpha(x, word[None, :], threshold, a_bits, b_bits, dropped_bits)
-    out_offsets = o * out_stride_outer + d[:, None] * out_stride_d + m[None, :] * out_stride_m
-    tl.store(out_ptr + out_offsets, y, mask=in_bounds)
+    o, m_start, d, m, in_bounds = locked_tile(pid, D, M, BLOCK_D, BLOCK_M, GROUP)
+    key, offset = stream_origin(seeds_ptr, key, offset, 0, SOURCE, WIDE_STREAM)
+    keep = locked_keeps(key, offset + o * M + m_start, threshold, BLOCK_M, GROUP, ALIGNED)
+    x = tl.load(x_ptr + (o * x_stride_outer + d * x_stride_d + m * x_stride_m), mask=in_bounds)
+    y = _alpha_kept(x, keep, a_bits, b_bits, dropped_bits)
+    tl.store(out_ptr + (o * out_stride_outer + d * out_stride_d + m * out_stride_m), y, mask=in_bounds)
     advance_state(seeds_ptr, snapshot_ptr, advance, SOURCE)
 
 
@@ -152,14 +144,13 @@ def _alpha_locked_kernel(
 def _alpha_runs_kernel(
     x_ptr, out_ptr, seeds_ptr, snapshot_ptr, key, offset, advance, threshold, a_bits, b_bits, dropped_bits,
     numel, run_len,
-    SOURCE: tl.constexpr, WIDE_INDEX: tl.constexpr, BLOCK: tl.constexpr,
+    SOURCE: tl.constexpr, WIDE_INDEX: tl.constexpr, WIDE_STREAM: tl.constexpr, BLOCK: tl.constexpr,
 ):
     """variational's runs kernel with the alpha map: element e is kept iff mask element e // run_len is."""
     pid = tl.program_id(0)
     if WIDE_INDEX:
         pid = pid.to(tl.int64)
-        offset = offset.to(tl.int64)
-    key, offset = stream_origin(seeds_ptr, key, offset, 0, SOURCE)
+    key, offset = stream_origin(seeds_ptr, key, offset, 0, SOURCE, WIDE_STREAM)
     offsets, in_bounds, keep = runs_tile(pid, key, offset, threshold, numel, run_len, BLOCK)
     x = tl.load(x_ptr + offsets, mask=in_bounds)
     tl.store(out_ptr + offsets, _alpha_kept(x, keep, a_bits, b_bits, dropped_bits), mask=in_bounds)
@@ -210,18 +201,20 @@ def alpha_dropout_forward(x: torch.Tensor, p: float, stream: Stream, grad: bool 
     if x.is_contiguous():
         # One row of numel elements; x and out are passed as they are (a view would cost host time).
         rows, cols, x_row_stride, out_row_stride, stream_row_len = 1, x.numel(), x.numel(), x.numel(), 0
-    elif x.dim() == 2 and x.stride(1) == 1 and x.shape[1] % 4 == 0:
+    elif x.dim() == 2 and x.stride(1) == 1 and x.shape[1] % 8 == 0:
         (rows, cols), x_row_stride, out_row_stride, stream_row_len = x.shape, x.stride(0), out.stride(0), x.shape[1]
     else:
         x = x.contiguous()  # documented copy
         rows, cols, x_row_stride, out_row_stride, stream_row_len = 1, x.numel(), x.numel(), x.numel(), 0
     numel = rows * cols
-    wide = numel + rows * abs(x_row_stride) > INT32_LIMIT or stream.offset + numel > INT32_LIMIT
+    wide = numel + rows * abs(x_row_stride) > INT32_LIMIT
+    stream_span = stream.offset + (rows - 1) * stream_row_len + cols
     args = (
         x, out, *stream_args(stream, snapshot, numel, x), keep_threshold(p), *_map_bits(p, grad),
         rows, cols, x_row_stride, out_row_stride, stream_row_len,
     )
-    constexprs = {"SOURCE": stream.source, "ALIGNED": stream.offset % 4 == 0, "WIDE_INDEX": wide}
+    constexprs = {"SOURCE": stream.source, "ALIGNED": stream.offset % 8 == 0, "WIDE_INDEX": wide,
+                  "WIDE_STREAM": wide or stream_span > INT32_LIMIT}
     launcher = _rows_state if stream.source == STATE else _rows
     launcher(lambda meta: (rows * triton.cdiv(cols, meta["BLOCK"]),), args, constexprs, config)
     return out

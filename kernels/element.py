@@ -1,19 +1,21 @@
 """Seeded element dropout: y = x * keep / (1 - p), with no mask kept for backward.
 
-keep(e) follows kernels.contract: word (s mod 4) of Philox4x32-10(key, s div 4) >= round(p * 2**32),
-s = offset + e, e the logical row-major index. Backward is the same kernel on the gradient
-with the same (key, offset), so autograd saves nothing of the input's size.
+keep(e) follows kernels.contract (mask stream v2): R(s) >= round(p * 2**32), s = offset + e, e the
+logical row-major index. Backward is the same kernel on the gradient with the same (key, offset),
+so autograd saves nothing of the input's size.
 
 Bytes moved per element: one read and one write of the dtype (2 x 2 bytes in fp16).
-Operations: one Philox call (10 rounds) per 4 elements, one compare, one multiply. Each
-program takes BLOCK consecutive elements as a [BLOCK/4, 4] tile: row i of the tile is the
-four words of one counter, so every random bit is used and the mask does not depend on BLOCK.
+Operations: one Philox call (10 rounds) per 8 elements, which gives each element the high 16 bits
+of its R(s); a compare with T(p)'s high half decides all but a tie (probability 2**-16 per element),
+and the low halves are drawn for a tile only where it holds a tie. Each program takes BLOCK
+consecutive elements as a [BLOCK/8, 8] tile: row i is one counter's eight halves, so the mask
+does not depend on BLOCK.
 
 Layouts: contiguous tensors and 2-D tensors whose rows are contiguous take the rows kernel;
 any other strides (transposes, permutes, up to 4 dims after merging) take a strided kernel
-that computes one Philox call per element (4x the arithmetic, still one read and one write).
+that computes one Philox call per element (8x the arithmetic, still one read and one write).
 Tensors with more than 4 unmergeable dims are copied to contiguous first. A shard whose
-stream indices don't start a counter (offset or global_cols not a multiple of 4) also pays
+stream indices don't start a counter (offset or global_cols not a multiple of 8) also pays
 one Philox call per element. The output is always contiguous.
 """
 
@@ -50,12 +52,12 @@ from dropbench.kernels.stream import (
     SCALAR,
     SNAPSHOT,
     STATE,
-    apply_keep,
-    element_words,
-    rows_tile,
-    rows_tile_words,
     advance_state,
+    element_keeps,
+    rows_tile,
+    scale_kept,
     stream_origin,
+    tile_keeps,
 )
 
 
@@ -70,20 +72,20 @@ def _dropout_rows_kernel(
 
     WIDE_INDEX: element offsets past int32 (64-bit addressing). WIDE_STREAM: stream indices past
     int32 (torch's generator offsets pass 2**31 within a few training steps): only the stream
-    index is 64-bit, one scalar per program and one vector of counters per four elements.
+    index is 64-bit, one scalar per program and one vector of counters per eight elements.
     """
     pid = tl.program_id(0)
     if WIDE_INDEX:
         pid = pid.to(tl.int64)
     row, col_start, cols_in_tile, in_bounds = rows_tile(pid, cols, BLOCK)
-    key, offset = stream_origin(seeds_ptr, key, offset, row, SOURCE)
+    key, offset = stream_origin(seeds_ptr, key, offset, row, SOURCE, WIDE_STREAM)
     if WIDE_STREAM:
-        first = tl.cast(offset, tl.int64) + row.to(tl.int64) * stream_row_len + col_start
+        first = offset + row.to(tl.int64) * stream_row_len + col_start
     else:
         first = offset + row * stream_row_len + col_start
-    word = rows_tile_words(key, first, cols_in_tile, col_start, ALIGNED, BLOCK)
+    keep = tile_keeps(key, first, threshold, BLOCK // 8, ALIGNED)
     x = tl.load(x_ptr + row * x_row_stride + cols_in_tile, mask=in_bounds)
-    tl.store(out_ptr + row * out_row_stride + cols_in_tile, apply_keep(x, word, threshold, scale_bits), mask=in_bounds)
+    tl.store(out_ptr + row * out_row_stride + cols_in_tile, scale_kept(x, keep, scale_bits), mask=in_bounds)
     advance_state(seeds_ptr, snapshot_ptr, advance, SOURCE)
 
 
@@ -91,13 +93,12 @@ def _dropout_rows_kernel(
 def _dropout_strided_kernel(
     x_ptr, out_ptr, seeds_ptr, snapshot_ptr, key, offset, advance, threshold, scale_bits, numel,
     size1, size2, size3, stride0, stride1, stride2, stride3,
-    SOURCE: tl.constexpr, WIDE_INDEX: tl.constexpr, BLOCK: tl.constexpr,
+    SOURCE: tl.constexpr, WIDE_INDEX: tl.constexpr, WIDE_STREAM: tl.constexpr, BLOCK: tl.constexpr,
 ):
-    """Any 4-D strides: each element finds its own input offset and Philox word."""
+    """Any 4-D strides: each element finds its own input offset and Philox words."""
     pid = tl.program_id(0)
     if WIDE_INDEX:
         pid = pid.to(tl.int64)
-        offset = offset.to(tl.int64)
     index = pid * BLOCK + tl.arange(0, BLOCK)
     in_bounds = index < numel
     rest = index
@@ -109,10 +110,10 @@ def _dropout_strided_kernel(
     i0 = rest // size1
     x_offsets = i0 * stride0 + i1 * stride1 + i2 * stride2 + i3 * stride3
 
-    key, offset = stream_origin(seeds_ptr, key, offset, 0, SOURCE)
-    word = element_words(key, offset + index)
+    key, offset = stream_origin(seeds_ptr, key, offset, 0, SOURCE, WIDE_STREAM)
+    keep = element_keeps(key, offset + index, threshold)
     x = tl.load(x_ptr + x_offsets, mask=in_bounds)
-    tl.store(out_ptr + index, apply_keep(x, word, threshold, scale_bits), mask=in_bounds)
+    tl.store(out_ptr + index, scale_kept(x, keep, scale_bits), mask=in_bounds)
     advance_state(seeds_ptr, snapshot_ptr, advance, SOURCE)
 
 
@@ -174,7 +175,8 @@ def _run_rows(x, out, stream, snapshot, p, rows, cols, x_row_stride, out_row_str
     numel = rows * cols
     stream_span = stream.offset + (rows - 1) * stream_row_len + cols
     wide_index = numel + rows * abs(x_row_stride) > INT32_LIMIT
-    aligned = stream.source == ROW_KEYS or (stream.offset % 4 == 0 and (rows == 1 or stream_row_len % 4 == 0))
+    # Every tile's first stream index a multiple of 8 (per-row keys: stream_row_len is 0).
+    aligned = stream.offset % 8 == 0 and (rows == 1 or stream_row_len % 8 == 0)
     args = (x, out, *stream_args(stream, snapshot, numel, x), threshold, bits,
             rows, cols, x_row_stride, out_row_stride, stream_row_len)
     launcher = _rows_state if stream.source == STATE else _rows_inplace if out.data_ptr() == x.data_ptr() else _rows
@@ -193,11 +195,12 @@ def _run_strided(x, out, stream, snapshot, p, config):
     strides = [0] * (4 - len(strides)) + strides
     numel = x.numel()
     span = sum((size - 1) * abs(stride) for size, stride in zip(sizes, strides))
-    wide = max(numel, span, stream.offset + numel) > INT32_LIMIT
+    wide = max(numel, span) > INT32_LIMIT
     threshold, bits = keep_constants(p)
     _strided(lambda meta: (triton.cdiv(numel, meta["BLOCK"]),),
              (x, out, *stream_args(stream, snapshot, numel, x), threshold, bits, numel, *sizes[1:], *strides),
-             {"SOURCE": stream.source, "WIDE_INDEX": wide}, config)
+             {"SOURCE": stream.source, "WIDE_INDEX": wide, "WIDE_STREAM": wide or stream.offset + numel > INT32_LIMIT},
+             config)
 
 
 def _writes_through(x: torch.Tensor, out: torch.Tensor, stream: Stream) -> bool:
@@ -209,7 +212,7 @@ def _writes_through(x: torch.Tensor, out: torch.Tensor, stream: Stream) -> bool:
         return True
     # Rows that do not overlap each other (stride(0) >= cols also rules out expanded rows).
     rows_ok = x.dim() == 2 and x.stride(1) == 1 and x.stride(0) >= x.shape[1]
-    return rows_ok and (stream.source == ROW_KEYS or x.shape[1] % 4 == 0)
+    return rows_ok and (stream.source == ROW_KEYS or x.shape[1] % 8 == 0)
 
 
 _repeats = RepeatLaunches()
@@ -268,7 +271,7 @@ def element_forward_checked(x: torch.Tensor, p: float, stream: Stream, global_co
     elif x.is_contiguous():
         numel = x.numel()  # one row of numel elements; x and out as they are (a view would cost host time)
         _run_rows(x, out, stream, snapshot, p, 1, numel, numel, numel, 0, config)
-    elif x.dim() == 2 and x.stride(1) == 1 and x.shape[1] % 4 == 0:
+    elif x.dim() == 2 and x.stride(1) == 1 and x.shape[1] % 8 == 0:
         rows, cols = x.shape
         _run_rows(x, out, stream, snapshot, p, rows, cols, x.stride(0), out.stride(0), cols, config)
     else:
@@ -284,7 +287,7 @@ def dropout_key_tensor(x: torch.Tensor, p: float, key: torch.Tensor, offset: int
     into Python through a custom op (~40 us of host time per call in a compiled training step).
 
     Inductor takes no int arguments past int32, so T(p) goes as its int32 bit pattern and the scale
-    as its fp32 bits (stream.keeps, stream.scale_kept): the same mask and products as eager calls.
+    as its fp32 bits (stream.threshold_halves, stream.scale_kept): the same mask and products as eager calls.
     """
     x = x.contiguous()  # free on a contiguous x; an eager call on another layout gets the contract's order
     out = torch.empty_like(x)
@@ -294,7 +297,7 @@ def dropout_key_tensor(x: torch.Tensor, p: float, key: torch.Tensor, offset: int
     wide_index = 2 * numel > INT32_LIMIT  # as _run_rows decides for one row of numel elements
     torch.library.wrap_triton(_rows.autotuned)[lambda meta: (triton.cdiv(numel, meta["BLOCK"]),)](
         x, out, key, key, 0, offset, 0, threshold, float32_bits(1.0 / (1.0 - p)), 1, numel, numel, numel, 0,
-        SOURCE=KEY_TENSOR, ALIGNED=offset % 4 == 0, WIDE_INDEX=wide_index,
+        SOURCE=KEY_TENSOR, ALIGNED=offset % 8 == 0, WIDE_INDEX=wide_index,
         WIDE_STREAM=wide_index or offset + numel > INT32_LIMIT)
     return out
 

@@ -15,7 +15,7 @@ import torch
 from torch.autograd import forward_ad
 
 from dropbench.kernels.contract import as_int64_bits
-from dropbench.kernels.rng import advance_length
+from dropbench.kernels.rng import generator_advance
 from dropbench.kernels.runtime import (
     INT32_MAX,
     INT32_MIN,
@@ -46,7 +46,7 @@ class HotLaunch:
         self.tail = (*args[RepeatLaunches.PER_CALL_ARGS:], *launched.constexpr_values)
         self.device_index, self.p = x.get_device(), p
         self.aligned = x.data_ptr() % 16 == 0
-        self.advance = advance_length(x.numel())
+        self.advance = generator_advance(x.numel())  # in the generator's units (rng.torch_stream)
 
     def fits(self, tensor: torch.Tensor) -> bool:
         """Whether the launch takes `tensor` (a gradient of the output) as it took x."""
@@ -88,12 +88,13 @@ class HotLaunches:
         if several_gpus() and device_index != torch.cuda.current_device():
             return None
         generator = torch.cuda.default_generators[device_index]
-        offset = generator.get_offset()
+        generator_offset = generator.get_offset()
+        offset = 2 * generator_offset  # the stream offset, as rng.torch_stream maps it
         key = as_int64_bits(generator.initial_seed())
         launch = by_class.get(stream_class(key, offset, x.numel()))
         if launch is None:
             return None
-        generator.set_offset(offset + launch.advance)
+        generator.set_offset(generator_offset + launch.advance)
         return launch, key, offset
 
     def remember(self, launched, args: tuple, x: torch.Tensor, p: float, key: int, offset: int) -> None:

@@ -85,7 +85,7 @@ def dropout_(x: torch.Tensor, p: float, seed=None, training: bool = True, *, off
         raise TypeError("dropout_ takes an int seed or a 0-d int64 key tensor")
     if not training or p == 0.0:
         return x
-    stream = drawn(stream, x)
+    stream = drawn(stream, x, p)
     if not (torch.is_grad_enabled() and x.requires_grad):
         # Nothing for autograd to record: no autograd.Function needed.
         launch(_dropout_inplace_op, _dropout_inplace, x, p, *stream)

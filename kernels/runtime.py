@@ -145,7 +145,7 @@ def seeded_ops(name: str, extra_schema: str, forward, everything_dropped=zeros_l
         """The op's output (a FROM_TORCH stream drawn first). Eager calls skip Function.apply's Python
         wrapper (argument binding and functorch's unwrapping, which costs per argument): the drop-in's
         host time per call. torch.compile and functorch transforms take the wrapper."""
-        args = (x, p, *drawn(stream, x), extra)
+        args = (x, p, *drawn(stream, x, p), extra)
         if torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active():
             return function.apply(*args)[0]
         return eager_apply(*args)[0]
@@ -349,9 +349,9 @@ class RepeatLaunches:
         wide. Offsets with offset + numel in int32 are narrow for every op, offsets past int32 wide
         (and an int64 argument); in between, the answer depends on the op's mask size: None."""
         if offset + numel <= INT32_MAX:
-            return offset % 4 == 0, False
+            return offset % 8 == 0, False
         if offset > INT32_MAX:
-            return offset % 4 == 0, True
+            return offset % 8 == 0, True
         return None
 
     def try_launch(self, signature: tuple, x: torch.Tensor, out: torch.Tensor, stream, snapshot) -> bool:

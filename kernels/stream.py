@@ -35,8 +35,13 @@ _STATE = tl.constexpr(STATE)
 
 
 @triton.jit
-def stream_origin(seeds_ptr, key, offset, row, SOURCE: tl.constexpr):
-    """This program's (key, offset): the arguments, or read from the device as SOURCE says."""
+def stream_origin(seeds_ptr, key, offset, row, SOURCE: tl.constexpr, WIDE_STREAM: tl.constexpr):
+    """This program's (key, offset): the arguments, or read from the device as SOURCE says.
+
+    WIDE_STREAM: the stream indices pass int32 (torch's generator offsets do within a few training
+    steps) while the element offsets need not: the offset becomes 64-bit, so the stream indices
+    built on it are, and the addressing stays 32-bit unless WIDE_INDEX makes the program id 64-bit.
+    """
     if SOURCE == _KEY_TENSOR:
         key = tl.load(seeds_ptr)
     elif SOURCE == _ROW_KEYS:
@@ -44,6 +49,8 @@ def stream_origin(seeds_ptr, key, offset, row, SOURCE: tl.constexpr):
     elif SOURCE >= _SNAPSHOT:
         key = tl.load(seeds_ptr)
         offset = offset + tl.load(seeds_ptr + 1)
+    if WIDE_STREAM:
+        offset = tl.cast(offset, tl.int64)
     return key, offset
 
 
@@ -68,57 +75,111 @@ def advance_state(state_ptr, snapshot_ptr, advance, SOURCE: tl.constexpr):
 
 
 @triton.jit
-def pick_word(lane, r0, r1, r2, r3):
-    """Word `lane` (0..3) of one Philox call; lane has the shape of the result."""
-    return tl.where(lane == 0, r0, tl.where(lane == 1, r1, tl.where(lane == 2, r2, r3)))
+def philox_words(key, counter, SUBSTREAM: tl.constexpr):
+    """The four 32-bit words of Philox4x32-10(key, (counter low, counter high, SUBSTREAM, 0)).
 
-
-@triton.jit
-def element_words(key, index):
-    """R(s) for each stream index s: word s mod 4 of Philox(key, s div 4), one call per element."""
-    r0, r1, r2, r3 = tl.randint4x(key, index // 4)
-    return pick_word(index % 4, r0, r1, r2, r3)
-
-
-@triton.jit
-def tile_words(key, first_counter, BLOCK: tl.constexpr):
-    """The [BLOCK/4, 4] tile of words whose row i is the four words of counter first_counter + i.
-
-    One Philox call per four elements. With first_counter = (first stream index) div 4 and
-    that index a multiple of 4, element s gets word s mod 4 of counter s div 4 whatever BLOCK is.
+    counter: a tensor of int32 or int64 counters. SUBSTREAM 0 draws the high halves of R, 1 the
+    low halves (kernels.contract).
     """
-    r0, r1, r2, r3 = tl.randint4x(key, first_counter + tl.arange(0, BLOCK // 4))
-    lanes = tl.arange(0, 4)[None, :]
-    return pick_word(lanes, r0[:, None], r1[:, None], r2[:, None], r3[:, None])
+    low = counter.to(tl.uint32)
+    zero = low * 0
+    if tl.constexpr(counter.dtype.primitive_bitwidth) > 32:
+        high = (counter >> 32).to(tl.uint32)
+    else:
+        high = zero
+    return tl.philox(key, low, high, zero + SUBSTREAM, zero)
+
+
+@triton.jit
+def pick_half(lane, r0, r1, r2, r3):
+    """16-bit half (lane mod 2; half 0 is the low bits) of word (lane div 2) of one Philox call, lane in 0..7."""
+    word = tl.where(lane < 4, tl.where(lane < 2, r0, r1), tl.where(lane < 6, r2, r3))
+    return (word >> ((lane % 2) * 16).to(tl.uint32)) & 0xFFFF
+
+
+@triton.jit
+def holds_half(r0, r1, r2, r3, half):
+    """Per counter: whether any of its eight 16-bit halves equals `half`.
+
+    The zero-half test ((v - 0x10001) & ~v & 0x80008000) on v = word ^ (half, half) is exact for
+    "any half is zero", which is all the tie branch needs, and costs a few operations per counter,
+    not per element.
+    """
+    pattern = half * 0x10001
+    v0 = r0 ^ pattern
+    v1 = r1 ^ pattern
+    v2 = r2 ^ pattern
+    v3 = r3 ^ pattern
+    zeros = ((v0 - 0x10001) & ~v0) | ((v1 - 0x10001) & ~v1) | ((v2 - 0x10001) & ~v2) | ((v3 - 0x10001) & ~v3)
+    return (zeros & 0x80008000) != 0
+
+
+@triton.jit
+def threshold_halves(threshold):
+    """T(p) as (its high 16 bits, its low 16 bits), uint32. threshold: T(p), or T(p)'s int32 bit pattern."""
+    # tl.cast, not .to: inductor's mutation analysis of a traced launch passes scalars as Python ints.
+    t = tl.cast(threshold, tl.int64).to(tl.uint32)
+    return t >> 16, t & 0xFFFF
+
+
+@triton.jit
+def element_keeps(key, index, threshold):
+    """The contract's keep decision for each stream index of `index` (a tensor of any shape).
+
+    One Philox call per element for the high halves; a second per element only in a block where
+    some element ties T's high half and T's low half is not 0.
+    """
+    t_high, t_low = threshold_halves(threshold)
+    counters = index // 8
+    lanes = index % 8
+    r0, r1, r2, r3 = philox_words(key, counters, 0)
+    high = pick_half(lanes, r0, r1, r2, r3)
+    if t_low != 0:
+        tie = high == t_high
+        if tl.max(tie.to(tl.int32), axis=None) > 0:
+            l0, l1, l2, l3 = philox_words(key, counters, 1)
+            high += (tie & (pick_half(lanes, l0, l1, l2, l3) >= t_low)).to(tl.uint32)
+    # high now counts a tie whose low half reaches T's as above T's high half.
+    return high >= t_high + (t_low != 0).to(tl.uint32)
+
+
+@triton.jit
+def tile_keeps(key, first_index, threshold, COUNTERS: tl.constexpr, ALIGNED: tl.constexpr):
+    """Keep decisions of the [COUNTERS, 8] tile whose element (i, j) has stream index first_index + 8i + j.
+
+    ALIGNED (first_index a multiple of 8): row i is counter first_index / 8 + i, one Philox call per
+    eight elements, and the low halves are drawn only in a tile where some counter holds T's high
+    half (probability about 8 * COUNTERS / 2**16) and T's low half is not 0 (it is 0 for p = 0.5).
+    Otherwise (a shard that starts mid-counter) element_keeps: one call per element, same decisions.
+    """
+    lanes = tl.arange(0, 8)[None, :]
+    if ALIGNED:
+        t_high, t_low = threshold_halves(threshold)
+        counters = first_index // 8 + tl.arange(0, COUNTERS)
+        r0, r1, r2, r3 = philox_words(key, counters, 0)
+        high = pick_half(lanes, r0[:, None], r1[:, None], r2[:, None], r3[:, None])
+        if t_low != 0:  # else high >= t_high decides every element (p = 0.5, say)
+            # Ties found per counter (1-D): a test on the [COUNTERS, 8] tile makes Triton redo Philox
+            # in a second layout (docs/perf-notes.md, "Mask stream v2").
+            if tl.max(holds_half(r0, r1, r2, r3, t_high).to(tl.int32), axis=0) > 0:
+                l0, l1, l2, l3 = philox_words(key, counters, 1)
+                low = pick_half(lanes, l0[:, None], l1[:, None], l2[:, None], l3[:, None])
+                high += ((high == t_high) & (low >= t_low)).to(tl.uint32)
+        # high now counts a tie whose low half reaches T's as above T's high half.
+        keep = high >= t_high + (t_low != 0).to(tl.uint32)
+    else:
+        keep = element_keeps(key, first_index + (tl.arange(0, COUNTERS)[:, None] * 8 + lanes), threshold)
+    return keep
 
 
 @triton.jit
 def rows_tile(pid, cols, BLOCK: tl.constexpr):
-    """Program pid's (row, first column, [BLOCK/4, 4] tile of columns, in-bounds mask)."""
+    """Program pid's (row, first column, [BLOCK/8, 8] tile of columns, in-bounds mask)."""
     blocks_per_row = tl.cdiv(cols, BLOCK)
     row = pid // blocks_per_row
     col_start = (pid % blocks_per_row) * BLOCK
-    cols_in_tile = col_start + tl.arange(0, BLOCK // 4)[:, None] * 4 + tl.arange(0, 4)[None, :]
+    cols_in_tile = col_start + tl.arange(0, BLOCK // 8)[:, None] * 8 + tl.arange(0, 8)[None, :]
     return row, col_start, cols_in_tile, cols_in_tile < cols
-
-
-@triton.jit
-def rows_tile_words(key, first_index, cols_in_tile, col_start, ALIGNED: tl.constexpr, BLOCK: tl.constexpr):
-    """Words of a rows tile whose first element has stream index first_index.
-
-    ALIGNED (first_index a multiple of 4): one Philox call per four elements. Otherwise
-    (a shard starting mid-counter) one call per element, same words.
-    """
-    if ALIGNED:
-        return tile_words(key, first_index // 4, BLOCK)
-    return element_words(key, first_index + (cols_in_tile - col_start))
-
-
-@triton.jit
-def keeps(word, threshold):
-    """The contract's keep decision: the 32-bit word, read unsigned, is >= T(p)."""
-    # tl.cast, not .to: inductor's mutation analysis of a traced launch passes scalars as Python ints.
-    return word.to(tl.uint32, bitcast=True) >= tl.cast(threshold, tl.uint32)
 
 
 @triton.jit
@@ -140,21 +201,28 @@ def scale_kept(x, keep, scale_bits):
 
 
 @triton.jit
-def apply_keep(x, word, threshold, scale_bits):
-    """x * scale where word >= threshold, else exactly 0, computed in fp32 (fp64 for fp64)."""
-    return scale_kept(x, keeps(word, threshold), scale_bits)
-
-
-@triton.jit
-def locked_tile(pid, D, M, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr):
-    """Program pid's (outer index o, [BLOCK_D] shared-axis indices d, [BLOCK_M] mask-axis indices m,
-    [BLOCK_D, BLOCK_M] in-bounds mask); m blocks vary fastest, then d blocks, then o."""
+def locked_tile(pid, D, M, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr, GROUP: tl.constexpr):
+    """Program pid's (outer index o, first mask-axis index, [BLOCK_D, 1, 1] shared-axis indices d,
+    [1, BLOCK_M / GROUP, GROUP] mask-axis indices m, in-bounds mask); m blocks vary fastest, then
+    d blocks, then o. GROUP is 8 (one Philox counter), or BLOCK_M where that is smaller."""
     m_blocks = tl.cdiv(M, BLOCK_M)
     d_blocks = tl.cdiv(D, BLOCK_D)
     o = pid // (m_blocks * d_blocks)
-    d = ((pid // m_blocks) % d_blocks) * BLOCK_D + tl.arange(0, BLOCK_D)
-    m = (pid % m_blocks) * BLOCK_M + tl.arange(0, BLOCK_M)
-    return o, d, m, (d[:, None] < D) & (m[None, :] < M)
+    d = ((pid // m_blocks) % d_blocks) * BLOCK_D + tl.arange(0, BLOCK_D)[:, None, None]
+    m_start = (pid % m_blocks) * BLOCK_M
+    m = m_start + (tl.arange(0, BLOCK_M // GROUP)[:, None] * GROUP + tl.arange(0, GROUP)[None, :])[None, :, :]
+    return o, m_start, d, m, (d < D) & (m < M)
+
+
+@triton.jit
+def locked_keeps(key, first_index, threshold, BLOCK_M: tl.constexpr, GROUP: tl.constexpr, ALIGNED: tl.constexpr):
+    """Keep decisions of mask elements first_index .. first_index + BLOCK_M - 1 as a
+    [1, BLOCK_M / GROUP, GROUP] tile (locked_tile's m), to broadcast over the shared axis."""
+    if GROUP == 8:
+        keep = tile_keeps(key, first_index, threshold, BLOCK_M // 8, ALIGNED)
+    else:
+        keep = element_keeps(key, first_index + tl.arange(0, GROUP)[None, :], threshold)
+    return keep[None, :, :]
 
 
 @triton.jit
@@ -171,7 +239,7 @@ def runs_keep(key, offset, threshold, start, run_len, BLOCK: tl.constexpr):
     run += (local >= (run + 1) * run_len).to(tl.int32) - (local < run * run_len).to(tl.int32)
     # One stream word per run (mask element r has stream index offset + r), packed into two words of bits.
     runs = tl.arange(0, 64)
-    kept = keeps(element_words(key, offset + first_run + runs), threshold)
+    kept = element_keeps(key, offset + first_run + runs, threshold)
     low = tl.sum(tl.where(kept & (runs < 32), 1 << (runs % 32), 0), axis=0)  # distinct bits: sum is OR
     high = tl.sum(tl.where(kept & (runs >= 32), 1 << (runs % 32), 0), axis=0)
     bits = tl.where(run < 32, low, high)

@@ -7,9 +7,9 @@ iff the element mask of the reduced shape keeps position m, for every i.
 
 View x as (A, D, B): A = the dims before `dim`, D = x.shape[dim], B = the dims
 after, so m = a * B + b. Each program takes a [BLOCK_D, BLOCK_M] tile: it draws
-BLOCK_M mask values (one Philox call each) and reuses them for BLOCK_D rows, so
-the arithmetic per element falls as 1 / BLOCK_D while bytes stay one read and
-one write per element. When `dim` is the last dim (B = 1) the mask runs along A
+BLOCK_M mask values (one Philox call per 8 where the tile's first mask index is a
+multiple of 8, else one each) and reuses them for BLOCK_D rows, so the arithmetic per
+element falls as 1 / BLOCK_D while bytes stay one read and one write per element. When `dim` is the last dim (B = 1) the mask runs along A
 and the shared axis is the contiguous one; the same kernel covers both through
 strides.
 
@@ -39,12 +39,11 @@ from dropbench.kernels.runtime import (
 )
 from dropbench.kernels.stream import (
     STATE,
-    apply_keep,
-    element_words,
+    advance_state,
+    locked_keeps,
     locked_tile,
     runs_tile,
     scale_kept,
-    advance_state,
     stream_origin,
 )
 
@@ -55,35 +54,37 @@ def _locked_dropout_kernel(
     outer, D, M,
     x_stride_outer, x_stride_d, x_stride_m,
     out_stride_outer, out_stride_d, out_stride_m,
-    SOURCE: tl.constexpr, WIDE_INDEX: tl.constexpr, BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr,
+    SOURCE: tl.constexpr, ALIGNED: tl.constexpr, WIDE_INDEX: tl.constexpr, WIDE_STREAM: tl.constexpr,
+    BLOCK_D: tl.constexpr, BLOCK_M: tl.constexpr,
 ):
-    """Element (o, d, m) is kept iff the mask element o * M + m (stream index offset + o * M + m) is kept."""
+    """Element (o, d, m) is kept iff the mask element o * M + m (stream index offset + o * M + m) is kept.
+
+    ALIGNED: offset + o * M is a multiple of 8 for every o, so a tile's BLOCK_M mask values take
+    one Philox call per 8 (stream.tile_keeps); they are reused for its BLOCK_D rows.
+    """
+    GROUP: tl.constexpr = 8 if BLOCK_M >= 8 else BLOCK_M
     pid = tl.program_id(0)
     if WIDE_INDEX:
         pid = pid.to(tl.int64)
-        offset = offset.to(tl.int64)
-    o, d, m, in_bounds = locked_tile(pid, D, M, BLOCK_D, BLOCK_M)
-    key, offset = stream_origin(seeds_ptr, key, offset, 0, SOURCE)
-    word = element_words(key, offset + o * M + m)  # BLOCK_M mask values, reused for BLOCK_D rows
-    x_offsets = o * x_stride_outer + d[:, None] * x_stride_d + m[None, :] * x_stride_m
-    x = tl.load(x_ptr + x_offsets, mask=in_bounds)
-    y = apply_keep(x, word[None, :], threshold, scale_bits)
-    out_offsets = o * out_stride_outer + d[:, None] * out_stride_d + m[None, :] * out_stride_m
-    tl.store(out_ptr + out_offsets, y, mask=in_bounds)
+    o, m_start, d, m, in_bounds = locked_tile(pid, D, M, BLOCK_D, BLOCK_M, GROUP)
+    key, offset = stream_origin(seeds_ptr, key, offset, 0, SOURCE, WIDE_STREAM)
+    keep = locked_keeps(key, offset + o * M + m_start, threshold, BLOCK_M, GROUP, ALIGNED)
+    x = tl.load(x_ptr + (o * x_stride_outer + d * x_stride_d + m * x_stride_m), mask=in_bounds)
+    y = scale_kept(x, keep, scale_bits)
+    tl.store(out_ptr + (o * out_stride_outer + d * out_stride_d + m * out_stride_m), y, mask=in_bounds)
     advance_state(seeds_ptr, snapshot_ptr, advance, SOURCE)
 
 
 @triton.jit(do_not_specialize=["key", "offset", "advance", "threshold", "scale_bits"])
 def _runs_dropout_kernel(
     x_ptr, out_ptr, seeds_ptr, snapshot_ptr, key, offset, advance, threshold, scale_bits, numel, run_len,
-    SOURCE: tl.constexpr, WIDE_INDEX: tl.constexpr, BLOCK: tl.constexpr,
+    SOURCE: tl.constexpr, WIDE_INDEX: tl.constexpr, WIDE_STREAM: tl.constexpr, BLOCK: tl.constexpr,
 ):
     """x as runs of run_len contiguous elements: element e is kept iff mask element e // run_len is."""
     pid = tl.program_id(0)
     if WIDE_INDEX:
         pid = pid.to(tl.int64)
-        offset = offset.to(tl.int64)
-    key, offset = stream_origin(seeds_ptr, key, offset, 0, SOURCE)
+    key, offset = stream_origin(seeds_ptr, key, offset, 0, SOURCE, WIDE_STREAM)
     offsets, in_bounds, keep = runs_tile(pid, key, offset, threshold, numel, run_len, BLOCK)
     x = tl.load(x_ptr + offsets, mask=in_bounds)
     tl.store(out_ptr + offsets, scale_kept(x, keep, scale_bits), mask=in_bounds)
@@ -172,8 +173,7 @@ def launch_shared(tiles_launcher, runs_launcher, leading_args: tuple, layout, st
     does not take it), BLOCK_D and BLOCK_M for the tiles. Else the launcher's default (autotuned on a GPU).
     """
     (outer, size_d, size_m), x_strides, out_strides, wide = layout
-    wide = wide or stream.offset + outer * size_m > INT32_LIMIT
-    constexprs = {"SOURCE": stream.source, "WIDE_INDEX": wide}
+    constexprs = {"SOURCE": stream.source, "WIDE_INDEX": wide, "WIDE_STREAM": wide or stream.offset + outer * size_m > INT32_LIMIT}
     if config is None or "BLOCK" in config.kwargs:
         if takes_runs(layout):
             numel = size_d * size_m
@@ -184,9 +184,11 @@ def launch_shared(tiles_launcher, runs_launcher, leading_args: tuple, layout, st
         if config is not None:
             raise ValueError(f"config {config} is for the runs kernel, which this layout does not take: {layout}")
     args = (*leading_args, outer, size_d, size_m, *x_strides, *out_strides)
+    # Every tile's first mask index a multiple of 8 (tiles with BLOCK_M < 8 take one call per value).
+    aligned = stream.offset % 8 == 0 and (outer == 1 or size_m % 8 == 0)
     launched = tiles_launcher(
         lambda meta: (outer * triton.cdiv(size_d, meta["BLOCK_D"]) * triton.cdiv(size_m, meta["BLOCK_M"]),),
-        args, constexprs, config,
+        args, {**constexprs, "ALIGNED": aligned}, config,
     )
     return launched, args
 

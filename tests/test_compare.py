@@ -403,8 +403,12 @@ def test_a_floor_can_be_set_per_timer(tmp_path):
     *[(f"ci-h200-2026-12-04-unheld/run{i}.csv", f"ci-h200-2026-12-04-unheld/run{j}.csv", 0)
       for i in range(1, 6) for j in range(i + 1, 6)],
     # A first run after the machine started, its host slow (F.dropout up to x2.1): 4 host rows judged at 35%.
-    ("baseline/nvidia-h200.csv", "ci-h200-2026-12-05/ci-a.csv", 0),
-    ("baseline/nvidia-h200.csv", "ci-h200-2026-12-05/ci-b.csv", 0),
+    # (ci-h200-2026-12-04-held/run4.csv was the H200 baseline before mask stream v2.)
+    ("ci-h200-2026-12-04-held/run4.csv", "ci-h200-2026-12-05/ci-a.csv", 0),
+    ("ci-h200-2026-12-04-held/run4.csv", "ci-h200-2026-12-05/ci-b.csv", 0),
+    # Mask stream v2 against the v1 baseline: improvements only; then the v2 baseline (run b) and run a.
+    ("ci-h200-2026-12-04-held/run4.csv", "ci-h200-2026-12-05-v2/ci-a.csv", 0),
+    ("baseline/nvidia-h200.csv", "ci-h200-2026-12-05-v2/ci-a.csv", 0),
     # ... and every pair of six fresh runs whose host rounds start behind a GPU hold (bench.timing).
     *[(f"ci-h200-2026-12-04-held/run{i}.csv", f"ci-h200-2026-12-04-held/run{j}.csv", 0)
       for i in range(1, 7) for j in range(i + 1, 7)],
@@ -418,7 +422,7 @@ def test_committed_runs_replay_to_their_verdict(baseline, new, code):
 
 @pytest.mark.parametrize("folder, baseline, min_host_caught", [
     ("ci-h200-2026-12-04", "run1.csv", 4),  # 5 before the drift rule: one row's F.dropout moved x1.31
-    ("ci-h200-2026-12-04-held", "run4.csv", 7),  # run4: results/baseline/nvidia-h200.csv
+    ("ci-h200-2026-12-04-held", "run4.csv", 7),  # run4: the H200 baseline before mask stream v2
 ])
 def test_the_h200_runs_with_planted_slowdowns_fail(tmp_path, folder, baseline, min_host_caught):
     """Run 2 of the H200 A/A runs with x1.08 at >= 1024 rows, +2 us at 1 row and x1.25 on host ratios:

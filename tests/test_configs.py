@@ -12,13 +12,13 @@ from dropbench.bench import catalogue, plan, schema
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 DEFAULT_ROWS = [2**k for k in range(14)]  # 1, 2, 4, ..., 8192
 ALL_PAIRS = {
-    ("dropout", "triton"), ("dropout", "eager"), ("dropout", "compile"), ("dropout", "compile_fallback"),
+    ("dropout", "triton"), ("dropout", "dropin"), ("dropout", "eager"), ("dropout", "compile"), ("dropout", "compile_fallback"),
     ("dropout", "tutorial"),
-    ("variational", "triton"), ("variational", "eager"), ("variational", "compile"),
+    ("variational", "triton"), ("variational", "dropin"), ("variational", "eager"), ("variational", "compile"),
     ("variational", "compile_fallback"), ("variational", "seedrepo_1d"), ("variational", "seedrepo_2d"),
 }
 #: What backend.names allows, as its error message lists it.
-ALLOWED_BACKENDS = "triton, eager, compile, compile_fallback, tutorial, seedrepo_1d, seedrepo_2d, all"
+ALLOWED_BACKENDS = "triton, dropin, eager, compile, compile_fallback, tutorial, seedrepo_1d, seedrepo_2d, all"
 #: The conv shapes of configs/shape/default.yaml, swept for the channel ops besides rows x 49152.
 RESNET50 = [(32, 64, 112, 112), (32, 256, 56, 56), (32, 512, 28, 28), (32, 2048, 7, 7)]
 CONV_SHAPES = {"dropout1d": [(32, 512, 1024)], "dropout2d": RESNET50, "dropout3d": [(8, 64, 16, 56, 56)],
@@ -85,9 +85,10 @@ def test_rows_override():
     assert list(cfg.shape.rows) == [1, 64] and cfg.shape.cols == 49152
 
 
-def test_backend_triton_is_one_name_for_every_op():
+def test_backend_triton_names_both_call_forms_of_the_kernels_for_every_op():
     cfg = composed("backend=triton")
-    assert plan.chosen_pairs(cfg) == [("dropout", "triton"), ("variational", "triton")]
+    assert plan.chosen_pairs(cfg) == [("dropout", "triton"), ("dropout", "dropin"),
+                                      ("variational", "triton"), ("variational", "dropin")]
 
 
 def test_op_and_backend_names_select_pairs_eager_first():
@@ -279,8 +280,8 @@ def test_models_preset_measures_the_issues_shapes_dtypes_and_ps_for_every_backen
     assert {(point.op, point.backend) for point in ops} == ALL_PAIRS, "every backend of both ops"
     assert {point.variational_dim for point in ops if point.op == "variational"} == {1}, \
         "the seed project's (B, T, C) share the mask along T"
-    # Per (dtype, p): each element shape with dropout's 5 backends, each variational shape with its 6.
-    assert len(ops) == 3 * 2 * (len(MODEL_ELEMENT_SHAPES) * 5 + len(MODEL_VARIATIONAL_SHAPES) * 6)
+    # Per (dtype, p): each element shape with dropout's 6 backends, each variational shape with its 7.
+    assert len(ops) == 3 * 2 * (len(MODEL_ELEMENT_SHAPES) * 6 + len(MODEL_VARIATIONAL_SHAPES) * 7)
     assert all("cudagraph" in point.timers for point in points), \
         "every model shape should get the CUDA-graph timer (do_bench times the host at small shapes)"
 
@@ -321,4 +322,5 @@ def test_a_backend_named_for_ops_it_does_not_run_is_refused():
 
 def test_all_backends_run_each_op_they_can():
     assert plan.chosen_pairs(composed("op.names=[dropout2d]")) == [
-        ("dropout2d", "eager"), ("dropout2d", "triton"), ("dropout2d", "compile"), ("dropout2d", "compile_fallback")]
+        ("dropout2d", "eager"), ("dropout2d", "triton"), ("dropout2d", "dropin"), ("dropout2d", "compile"),
+        ("dropout2d", "compile_fallback")]

@@ -15,6 +15,7 @@ from dropbench.kernels import (
     FeatureAlphaDropout,
     SeededDropout,
     VariationalDropout,
+    dropout_,
     reference,
     seeded_dropout,
     variational_dropout,
@@ -29,6 +30,26 @@ MODULES = {
     "alpha": (lambda: AlphaDropout(0.5), (16, 64)),
     "feature_alpha": (lambda: FeatureAlphaDropout(0.5), (4, 8, 5, 5)),
 }
+
+
+#: Each module's torch.nn counterpart, which it subclasses (VariationalDropout has none).
+TORCH_BASES = {"seeded": torch.nn.Dropout, "dropout1d": torch.nn.Dropout1d, "dropout2d": torch.nn.Dropout2d,
+               "dropout3d": torch.nn.Dropout3d, "alpha": torch.nn.AlphaDropout,
+               "feature_alpha": torch.nn.FeatureAlphaDropout}
+
+
+@pytest.mark.parametrize("name", TORCH_BASES)
+def test_modules_are_their_torch_counterparts_and_obey_model_wide_p(name, device, generator):
+    """Code that finds dropouts by isinstance (to set p, or to switch them off) finds these too."""
+    make, shape = MODULES[name]
+    model = torch.nn.Sequential(torch.nn.Identity(), make()).train()
+    assert isinstance(model[1], TORCH_BASES[name])
+    assert repr(model[1]).endswith("(p=0.5, inplace=False)")
+    for module in model.modules():
+        if isinstance(module, torch.nn.modules.dropout._DropoutNd):
+            module.p = 0.0
+    x = random_input(shape, torch.float32, device, generator)
+    assert model(x) is x, "p set to 0 through the torch base class must switch the dropout off"
 
 
 @pytest.mark.parametrize("name", MODULES)
@@ -55,11 +76,26 @@ def _set_rng_state(state, device):
     (torch.cuda.set_rng_state if device == "cuda" else torch.set_rng_state)(state)
 
 
+@pytest.mark.parametrize("name", MODULES)
+def test_p_one_draws_nothing_from_torchs_generator(name, device, generator):
+    """As torch's dropout at p = 1: zeros (the alpha ops' too), and the generator stays where it was,
+    so the next call's mask is the one it would have been without this call."""
+    make, shape = MODULES[name]
+    module = make().train()
+    module.p = 1.0
+    x = random_input(shape, torch.float32, device, generator)
+    before = _rng_state(device)
+    assert torch.equal(module(x), torch.zeros_like(x))
+    assert torch.equal(_rng_state(device), before), f"{name} with p = 1 moved torch's generator"
+    y = dropout_(x.clone(), 1.0)  # the in-place function takes the same rule
+    assert torch.equal(y, torch.zeros_like(x)) and torch.equal(_rng_state(device), before)
+
+
 def _drawn_stream(device):
     """(key, offset) that the next call given no seed will use, read from torch's generator."""
     if device == "cuda":
         generator = torch.cuda.default_generators[torch.cuda.current_device()]
-        return generator.initial_seed(), generator.get_offset()
+        return generator.initial_seed(), 2 * generator.get_offset()  # a stream offset is twice torch's
     state = torch.get_rng_state()
     key = int(torch.randint(2**63 - 1, (), dtype=torch.int64))
     torch.set_rng_state(state)
@@ -74,7 +110,7 @@ def test_a_call_uses_torchs_stream_and_backward_replays_it(dtype, device, genera
     key, offset = _drawn_stream(device)
     y = module(x)
     assert torch.equal(y, seeded_dropout(x.detach(), 0.5, key, offset=offset)), \
-        "the mask must be seed=the generator's seed, offset=its Philox offset"
+        "the mask must be seed=the generator's seed, offset=twice its Philox offset"
     if device == "cuda":
         assert _drawn_stream(device)[1] == offset + 16 * 64, "the call must move the generator on by its length"
     y.backward(torch.ones_like(y))

@@ -571,7 +571,7 @@ NEW_OPS = ["dropout_inplace", "dropout1d", "dropout2d", "dropout3d", "feature_dr
 def test_catalogue_runs_every_new_op_on_every_backend_without_its_own_functions():
     for op in NEW_OPS:
         assert [backend for name, backend in catalogue.pairs() if name == op] == [
-            "triton", "eager", "compile", "compile_fallback"], op
+            "triton", "dropin", "eager", "compile", "compile_fallback"], op
         assert catalogue.implementation(op, "triton").bit_exact and not catalogue.implementation(op, "eager").bit_exact
 
 

@@ -21,11 +21,27 @@ def test_counter_high_word_and_seed_high_word_matter():
     assert [int(w) for w in seed_low] != [int(w) for w in seed_high], "seed bits above 32 are ignored"
 
 
-def test_random_words_take_word_e_mod_4_of_counter_e_div_4():
-    words = reference.random_words(seed=7, numel=12)
+def _halves(seed, counter, substream):
+    """The eight 16-bit halves of one Philox call, in the contract's order (word 0 low, word 0 high, ...)."""
+    words = [int(w) for w in reference.philox4x32(seed, torch.tensor([counter]), substream)]
+    return [half for word in words for half in (word & 0xFFFF, word >> 16)]
+
+
+def test_random_words_take_the_halves_of_counter_s_div_8_in_order():
+    words = reference.random_words(seed=7, numel=24).tolist()
     for counter in range(3):
-        expected = [int(w) for w in reference.philox4x32(7, torch.tensor([counter]))]
-        assert words[4 * counter: 4 * counter + 4].tolist() == expected
+        high, low = _halves(7, counter, 0), _halves(7, counter, 1)
+        assert words[8 * counter: 8 * counter + 8] == [h * 65536 + l for h, l in zip(high, low)]
+
+
+def test_the_substream_is_the_counters_third_word():
+    assert _halves(7, 5, 0) != _halves(7, 5, 1)
+    assert _halves(7, 5, 1) != _halves(7, 6, 0), "substream 1 must not alias a neighbouring counter"
+
+
+def test_offset_continues_the_stream_mid_counter():
+    whole = reference.random_words(seed=3, numel=40)
+    assert torch.equal(reference.random_words(seed=3, numel=17, offset=13), whole[13:30])
 
 
 def test_seed_at_or_above_2_pow_63_is_its_64_bit_pattern():

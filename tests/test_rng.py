@@ -13,6 +13,7 @@ from dropbench.kernels import (
     VariationalDropout,
     alpha_dropout,
     dropout2d,
+    feature_alpha_dropout,
     new_state,
     reference,
     reset_state,
@@ -26,15 +27,15 @@ SEED = 0x5EED_0F_D20B
 
 def test_state_calls_follow_the_reference_and_advance_by_the_stream_length(device, generator):
     state = new_state(SEED, device)
-    x = random_input((6, 30), torch.float32, device, generator)  # 180 elements: advances 180
+    x = random_input((6, 30), torch.float32, device, generator)  # 180 elements: advances 184, whole counters
     odd = random_input((7,), torch.float32, device, generator)  # 7 elements: advances 8, a whole counter
     first = seeded_dropout(x, 0.5, state=state)
     second = seeded_dropout(odd, 0.5, state=state)
     third = seeded_dropout(x, 0.5, state=state)
     assert torch.equal(kept(first), reference.keep_mask(x.shape, 0.5, SEED, 0))
-    assert torch.equal(kept(second), reference.keep_mask(odd.shape, 0.5, SEED, 180))
-    assert torch.equal(kept(third), reference.keep_mask(x.shape, 0.5, SEED, 188))
-    assert state.tolist() == [SEED, 368, 0, 0], f"state after three calls: {state.tolist()}"
+    assert torch.equal(kept(second), reference.keep_mask(odd.shape, 0.5, SEED, 184))
+    assert torch.equal(kept(third), reference.keep_mask(x.shape, 0.5, SEED, 192))
+    assert state.tolist() == [SEED, 376, 0, 0], f"state after three calls: {state.tolist()}"
 
 
 def test_variational_state_advances_by_the_mask_length(device, generator):
@@ -94,8 +95,9 @@ def test_reset_state_replays_a_run(device, generator):
     first = seeded_dropout(x, 0.5, state=state)
     reset_state(state, SEED)
     assert torch.equal(seeded_dropout(x, 0.5, state=state), first)
-    with pytest.raises(ValueError, match="multiple of 4"):
-        reset_state(state, SEED, offset=6)
+    for offset in (4, 6):  # torch's offsets are multiples of 4; a v2 counter spans 8 stream indices
+        with pytest.raises(ValueError, match="multiple of 8"):
+            reset_state(state, SEED, offset=offset)
 
 
 @pytest.mark.parametrize(
@@ -271,7 +273,7 @@ def test_repeated_module_calls_follow_the_reference_from_torchs_stream(dtype, ge
         if call == 3:  # past int32: wide stream indices, a new kernel specialization
             cuda_generator.set_offset(2**40)
         for module in (element, shared):
-            key, offset = cuda_generator.initial_seed(), cuda_generator.get_offset()
+            key, offset = cuda_generator.initial_seed(), 2 * cuda_generator.get_offset()  # rng.torch_stream
             y = module(x)
             offsets.add(offset)
             if module is element:
@@ -291,6 +293,45 @@ def test_offsets_around_int32_follow_the_reference(offset, device, generator):
     for _ in range(2):
         y = seeded_dropout(x, 0.5, SEED, offset=offset)
         assert torch.equal(kept(y), reference.keep_mask(x.shape, 0.5, SEED, offset)), offset
+
+
+def _channel_keep(shape, p, offset):
+    return reference.keep_mask(shape[:2], p, SEED, offset).reshape(*shape[:2], *[1] * (len(shape) - 2))
+
+
+#: Every kernel path but the rows kernel's (above): (the call, the reference, the input: a random
+#: tensor of `shape`, permuted by `order`: the channels-last views take the locked tiles). Each mask
+#: has over 64 elements, so an offset 64 below 2**31 puts stream indices on both sides of it.
+OFFSET_PATHS = {
+    "strided": (lambda x, o: seeded_dropout(x, 0.5, SEED, offset=o),
+                lambda x, o: reference.seeded_dropout(x, 0.5, SEED, o), (40, 24), (1, 0)),
+    "locked tiles": (lambda x, o: variational_dropout(x, 0.5, SEED, 0, offset=o),
+                     lambda x, o: reference.variational_dropout(x, 0.5, SEED, 0, o), (4, 200), (0, 1)),
+    "runs": (lambda x, o: variational_dropout(x, 0.5, SEED, 1, offset=o),
+             lambda x, o: reference.variational_dropout(x, 0.5, SEED, 1, o), (200, 32), (0, 1)),
+    "alpha rows": (lambda x, o: alpha_dropout(x, 0.5, SEED, offset=o),
+                   lambda x, o: reference.alpha_dropout(x, 0.5, SEED, o), (24, 40), (0, 1)),
+    "alpha locked tiles": (lambda x, o: feature_alpha_dropout(x, 0.5, SEED, offset=o),
+                           lambda x, o: reference._apply_alpha(x, _channel_keep(x.shape, 0.5, o), 0.5),
+                           (6, 2, 3, 40), (0, 3, 1, 2)),
+    "alpha runs": (lambda x, o: feature_alpha_dropout(x, 0.5, SEED, offset=o),
+                   lambda x, o: reference._apply_alpha(x, _channel_keep(x.shape, 0.5, o), 0.5),
+                   (6, 40, 4, 6), (0, 1, 2, 3)),
+    "channel locked tiles": (lambda x, o: dropout2d(x, 0.5, SEED, offset=o),
+                             lambda x, o: reference._apply(x, _channel_keep(x.shape, 0.5, o), 0.5),
+                             (6, 2, 3, 40), (0, 3, 1, 2)),
+}
+
+
+@pytest.mark.parametrize("offset", [2**31 - 64, 2**31 - 61, 2**31 + 4, 2**40 + 2])
+@pytest.mark.parametrize("path", list(OFFSET_PATHS))
+def test_every_kernel_path_follows_the_reference_at_offsets_past_int32(path, offset, device, generator):
+    """Stream indices between and past int32 on a small tensor: 64-bit stream indices (WIDE_STREAM)
+    with 32-bit addressing, in every kernel (torch's generator offsets pass 2**31 within a few steps)."""
+    call, expected, shape, order = OFFSET_PATHS[path]
+    x = random_input(shape, torch.float32, device, generator).permute(order)
+    for _ in range(2):
+        torch.testing.assert_close(call(x, offset).cpu(), expected(x.cpu(), offset).float(), msg=path)
 
 
 @pytest.mark.gpu

@@ -260,7 +260,7 @@ def test_summary_names_the_best_backend_at_the_largest_shape(tmp_path, fast_comp
 def test_in_place_rows_time_fwd_and_bwd_and_skip_fwd_bwd(tmp_path, fast_compile):
     rows = sweep_rows(tmp_path, "op.names=dropout_inplace", "backend=all")
     ops = [row for row in rows if row["op"] == "dropout_inplace"]
-    assert {row["backend"] for row in ops} == {"triton", "eager", "compile", "compile_fallback"}
+    assert {row["backend"] for row in ops} == {"triton", "dropin", "eager", "compile", "compile_fallback"}
     for row in ops:
         if row["direction"] == "fwd+bwd":
             assert row["status"] == "skipped" and row["error"] == INPLACE_FWD_BWD and row["ms_median"] == ""
@@ -529,7 +529,7 @@ def test_host_rows_of_the_triton_backend_alone_carry_f_dropouts_host_time(tmp_pa
         return real(x, p)
 
     monkeypatch.setattr(runner.eager, "dropout", recording)
-    rows = sweep_rows(tmp_path, "op.names=dropout", "backend=triton", "shape.rows=[8]", "timing.host_calls=2",
+    rows = sweep_rows(tmp_path, "op.names=dropout", "backend.names=[triton]", "shape.rows=[8]", "timing.host_calls=2",
                       "timing.host_rounds=3")
     ops = [row for row in rows if row["op"] == "dropout"]
     assert {row["direction"] for row in ops} == set(schema.OP_DIRECTIONS) and all(row["status"] == "ok" for row in ops)
@@ -563,7 +563,7 @@ def _other_devices_file(tmp_path) -> Path:
     (["p=[1.5]"], "p=[1.5]: allowed: a number in [0, 1]"),
     (["dtype.names=[fp8]"], "dtype.names: unknown fp8; allowed: fp16, bf16, fp32, fp64"),
     (["variational_dim=5"], "variational_dim=5: allowed: 0 or 1"),
-    (["backend.names=[triton_seeded]"], "backend.names: unknown triton_seeded; allowed: triton, eager, compile, compile_fallback, tutorial, seedrepo_1d, seedrepo_2d, all"),
+    (["backend.names=[triton_seeded]"], "backend.names: unknown triton_seeded; allowed: triton, dropin, eager, compile, compile_fallback, tutorial, seedrepo_1d, seedrepo_2d, all"),
     (["RESULTS_DIR"], "is a directory; allowed: the path of a CSV file"),
     (["OTHER_DEVICE", "+preset=smoke", "device=cpu"], "holds rows measured on NVIDIA H100 80GB HBM3, not cpu"),
     pytest.param(["device=cuda"], "device=cuda: torch sees no CUDA device",
