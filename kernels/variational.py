@@ -9,7 +9,8 @@ View x as (A, D, B): A = the dims before `dim`, D = x.shape[dim], B = the dims
 after, so m = a * B + b. Each program takes a [BLOCK_D, BLOCK_M] tile: it draws
 BLOCK_M mask values (one Philox call per 8 where the tile's first mask index is a
 multiple of 8, else one each) and reuses them for BLOCK_D rows, so the arithmetic per
-element falls as 1 / BLOCK_D while bytes stay one read and one write per element. When `dim` is the last dim (B = 1) the mask runs along A
+element falls as 1 / BLOCK_D while bytes stay one read and one write per element.
+When `dim` is the last dim (B = 1) the mask runs along A
 and the shared axis is the contiguous one; the same kernel covers both through
 strides.
 
@@ -173,7 +174,8 @@ def launch_shared(tiles_launcher, runs_launcher, leading_args: tuple, layout, st
     does not take it), BLOCK_D and BLOCK_M for the tiles. Else the launcher's default (autotuned on a GPU).
     """
     (outer, size_d, size_m), x_strides, out_strides, wide = layout
-    constexprs = {"SOURCE": stream.source, "WIDE_INDEX": wide, "WIDE_STREAM": wide or stream.offset + outer * size_m > INT32_LIMIT}
+    constexprs = {"SOURCE": stream.source, "WIDE_INDEX": wide,
+                  "WIDE_STREAM": wide or stream.offset + outer * size_m > INT32_LIMIT}
     if config is None or "BLOCK" in config.kwargs:
         if takes_runs(layout):
             numel = size_d * size_m

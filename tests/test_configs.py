@@ -12,7 +12,8 @@ from dropbench.bench import catalogue, plan, schema
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 DEFAULT_ROWS = [2**k for k in range(14)]  # 1, 2, 4, ..., 8192
 ALL_PAIRS = {
-    ("dropout", "triton"), ("dropout", "dropin"), ("dropout", "eager"), ("dropout", "compile"), ("dropout", "compile_fallback"),
+    ("dropout", "triton"), ("dropout", "dropin"), ("dropout", "eager"), ("dropout", "compile"),
+    ("dropout", "compile_fallback"),
     ("dropout", "tutorial"),
     ("variational", "triton"), ("variational", "dropin"), ("variational", "eager"), ("variational", "compile"),
     ("variational", "compile_fallback"), ("variational", "seedrepo_1d"), ("variational", "seedrepo_2d"),
