@@ -40,6 +40,7 @@ from dropbench.bench.memory import peak_bytes, saved_bytes
 from dropbench.bench.schema import DTYPE_BYTES, HOST_TIMER, PASSES
 from dropbench.bench.steps import INPLACE_FWD_BWD, calls_for, make_step
 from dropbench.bench.timing import measure
+from dropbench.kernels.runtime import forget_kept_launches
 
 log = logging.getLogger(__name__)
 
@@ -259,8 +260,11 @@ class Sweep:
             self._write_failed(point, todo, verdict.status, verdict.reason)
             return
         # Each point compiles from scratch, as a model of this one shape would (and the
-        # check's other layouts leave nothing behind). Resets no Triton autotune cache.
+        # check's other layouts leave nothing behind). Resets no Triton autotune cache, but
+        # forgets the kept launches: the first call takes the launcher, so the config column
+        # names the kernel this point runs, not a kept one that another row left behind.
         torch._dynamo.reset()
+        forget_kept_launches()
         impl = catalogue.implementation(point.op, point.backend)
         inplace = catalogue.op(point.op).inplace
         x, grad_out = self._inputs(point)

@@ -88,6 +88,8 @@ def drops_everything(p: float) -> bool:
 
 def check_p(p) -> float:
     """Return p as a float, or raise naming the argument and the allowed values."""
+    if type(p) is float and 0.0 <= p <= 1.0:  # the common call, without the ABC checks (host time)
+        return p
     if isinstance(p, bool) or not isinstance(p, numbers.Real):
         raise TypeError(f"p must be a real number in [0, 1], got {type(p).__name__} {p!r}")
     p = float(p)
@@ -141,6 +143,8 @@ def check_row_seeds(seeds: torch.Tensor, x: torch.Tensor) -> None:
 def check_offset(offset, name: str = "offset") -> int:
     """Return a stream position (an offset, or a row length of the stream) as an int in [0, 2**62],
     or raise naming the argument."""
+    if type(offset) is int and 0 <= offset <= OFFSET_MAX:  # the common call, without the ABC checks
+        return offset
     if isinstance(offset, bool) or not isinstance(offset, numbers.Integral):
         raise TypeError(f"{name} must be an int in [0, 2**62], got {type(offset).__name__}")
     if not 0 <= offset <= OFFSET_MAX:
@@ -156,6 +160,10 @@ def check_state(state, x: torch.Tensor) -> None:
                         f"got {got}")
     if state.device != x.device:
         raise ValueError(f"state is on {state.device} but x is on {x.device}; put them on the same device")
+
+
+#: The stream of every call given no seed or state (drawn from torch's generator when it runs).
+FROM_TORCH_STREAM = Stream(FROM_TORCH, 0, 0, None)
 
 
 def checked(x, p, seed, offset=0, state=None, row_seeds_allowed: bool = True) -> tuple[float, Stream]:
@@ -192,7 +200,7 @@ def checked(x, p, seed, offset=0, state=None, row_seeds_allowed: bool = True) ->
         if offset:
             raise TypeError("offset (shards) takes a seed: every shard of one call must read the same stream, "
                             "and with no seed each call draws its own from torch's generator")
-        return p, Stream(FROM_TORCH, 0, 0, None)
+        return p, FROM_TORCH_STREAM
     return p, Stream(SCALAR, as_int64_bits(check_seed(seed)), offset, None)
 
 

@@ -26,6 +26,7 @@ import triton
 import triton.language as tl
 
 from dropbench.kernels.contract import (
+    FROM_TORCH_STREAM,
     Stream,
     check_offset,
     checked,
@@ -343,15 +344,19 @@ class HotElementDropout(torch.autograd.Function):
 
 
 _hot_apply = FUNCTION_APPLY.__get__(None, HotElementDropout)
-_FROM_TORCH_STREAM = Stream(FROM_TORCH, 0, 0, None)
 
 
 def dropout_from_torch(x: torch.Tensor, p: float) -> torch.Tensor:
     """Element dropout of x (checked, 0 < p) with the stream drawn from torch's generator: the call of
     SeededDropout and of dropout(x, p). A repeat call takes the hot path (kernels.hot_path)."""
-    taken = _hot.take(x, p)
+    kept = _hot.kept(x, p)
+    if kept is not None and kept.native is not None:
+        out = kept.native.dropout(x)  # draws the stream and launches in C++ (kernels.native)
+        if out is not None:
+            return out
+    taken = None if kept is None else kept.take(x)
     if taken is None:
-        return ElementDropoutFunction.run(x, p, _FROM_TORCH_STREAM, None)
+        return ElementDropoutFunction.run(x, p, FROM_TORCH_STREAM, None)
     hot_launch, key, offset = taken
     if torch.is_grad_enabled() and x.requires_grad:
         return _hot_apply(x, hot_launch, key, offset)

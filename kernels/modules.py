@@ -16,13 +16,10 @@ import torch
 from torch import nn
 
 from dropbench.kernels import alpha, channel
-from dropbench.kernels.contract import Stream, check_dim, check_input, check_p
+from dropbench.kernels.contract import FROM_TORCH_STREAM, check_dim, check_input, check_p
 from dropbench.kernels.element import dropout_from_torch
 from dropbench.kernels.inplace import dropout_
-from dropbench.kernels.stream import FROM_TORCH
-from dropbench.kernels.variational import VariationalDropoutFunction
-
-_FROM_TORCH = Stream(FROM_TORCH, 0, 0, None)
+from dropbench.kernels.variational import shared_dropout
 
 
 class _Seeded:
@@ -64,7 +61,7 @@ class VariationalDropout(nn.Module):
             return x
         check_input(x)
         dim = check_dim(self.dim, x.dim())
-        return VariationalDropoutFunction.run(x, self.p, _FROM_TORCH, dim)
+        return shared_dropout(x, self.p, FROM_TORCH_STREAM, dim)
 
     def extra_repr(self) -> str:
         return f"p={self.p}, dim={self.dim}"

@@ -24,6 +24,7 @@ import functools
 import itertools
 import operator
 import os
+import weakref
 from collections.abc import Callable
 
 import torch
@@ -294,16 +295,18 @@ class KernelLauncher:
 class CompiledLaunch:
     """One specialization's compiled kernel, launched through its C launcher (see the module docstring)."""
 
-    __slots__ = ("run", "function", "packed_metadata", "constexpr_values", "config", "grid0")
+    __slots__ = ("kernel", "run", "function", "packed_metadata", "constexpr_values", "config", "grid0")
 
     def __init__(self, kernel, constexpr_values: tuple, config, grid0: int = 0):
-        self.run, self.function, self.packed_metadata = kernel.run, kernel.function, kernel.packed_metadata
+        self.kernel, self.run, self.function = kernel, kernel.run, kernel.function
+        self.packed_metadata = kernel.packed_metadata
         self.constexpr_values, self.config, self.grid0 = constexpr_values, config, grid0
 
     def at(self, grid0: int) -> "CompiledLaunch":
         """The same kernel over a 1-D grid of grid0 programs."""
         launch = object.__new__(CompiledLaunch)  # on every compiled launch: cheaper than copy.copy
-        launch.run, launch.function, launch.packed_metadata = self.run, self.function, self.packed_metadata
+        launch.kernel, launch.run, launch.function = self.kernel, self.run, self.function
+        launch.packed_metadata = self.packed_metadata
         launch.constexpr_values, launch.config, launch.grid0 = self.constexpr_values, self.config, grid0
         return launch
 
@@ -327,6 +330,11 @@ class RepeatLaunches:
 
     def __init__(self):
         self._launches: dict[tuple, tuple] = {}
+        track_kept_launches(self)
+
+    def clear(self) -> None:
+        """Forget every kept launch: the next call of each signature takes the launcher again."""
+        self._launches.clear()
 
     @staticmethod
     def signature(x: torch.Tensor, p: float, stream, *extra) -> tuple | None:
@@ -377,6 +385,23 @@ class RepeatLaunches:
         if len(self._launches) >= self.MAX_ENTRIES:
             self._launches.clear()
         self._launches[signature] = (launched, args[self.PER_CALL_ARGS:])
+
+
+_KEPT_LAUNCHES = weakref.WeakSet()
+
+
+def track_kept_launches(cache) -> None:
+    """Register a cache of kept launches (a RepeatLaunches, a hot_path.HotLaunches; anything with
+    clear()) for forget_kept_launches."""
+    _KEPT_LAUNCHES.add(cache)
+
+
+def forget_kept_launches() -> None:
+    """Clear every kept launch, so each op's next call goes through its launcher (which keeps the
+    autotuner's choice). The bench runner calls it before each point: that point's first call then
+    reports the config its kernels run with (chosen_config), not one another row left behind."""
+    for cache in list(_KEPT_LAUNCHES):
+        cache.clear()
 
 
 @functools.cache

@@ -30,6 +30,7 @@ import triton.language as tl
 
 from dropbench.kernels.contract import Stream, check_dim, checked
 from dropbench.kernels.element import keep_constants, stream_args
+from dropbench.kernels.hot_path import HotLaunches
 from dropbench.kernels.layout import INT32_LIMIT, max_runs_block, outer_d_m, takes_runs
 from dropbench.kernels.runtime import (
     RepeatLaunches,
@@ -39,6 +40,8 @@ from dropbench.kernels.runtime import (
     seeded_ops,
 )
 from dropbench.kernels.stream import (
+    FROM_TORCH,
+    SCALAR,
     STATE,
     advance_state,
     locked_keeps,
@@ -125,6 +128,7 @@ CPU_CONFIG = triton.Config({"BLOCK_D": 64, "BLOCK_M": 256}, num_warps=4)
 
 
 _repeats = RepeatLaunches()
+_hot = HotLaunches(native_only=True)  # the modules' repeat calls, in C++ (kernels.native)
 _locked = autotuned_launcher(_locked_dropout_kernel, CPU_CONFIG, **LOCKED_TUNING)
 _runs = autotuned_launcher(_runs_dropout_kernel, RUNS_CPU_CONFIG, **RUNS_TUNING)
 # A STATE stream's: while tuning, each benchmarking launch would advance the state; these put it back.
@@ -163,6 +167,8 @@ def variational_dropout_forward(x: torch.Tensor, p: float, stream: Stream, dim: 
     launched = launch_shared(*launchers, leading, layout, stream, config)
     if signature is not None and not copied:  # a copied x is a new layout every call
         _repeats.remember(signature, *launched)
+        if stream.source == SCALAR and snapshot is None and x.is_contiguous():
+            _hot.remember(*launched, x, p, stream.key, stream.offset, extra=dim)
     return out
 
 
@@ -201,9 +207,15 @@ VariationalDropoutFunction = seeded_ops(
 
 
 def shared_dropout(x, p, stream: Stream, dim: int, training=True):
-    """Dropout with the mask shared along `dim`, after the argument checks."""
+    """Dropout with the mask shared along `dim`, after the argument checks. A repeat call drawing from
+    torch's generator (VariationalDropout's) takes the native hot path (kernels.native), where built."""
     if not training or p == 0.0:
         return x
+    if stream.source == FROM_TORCH:
+        kept = _hot.kept(x, p, dim)
+        out = None if kept is None else kept.native.dropout(x)  # native_only: kept.native is there
+        if out is not None:
+            return out
     return VariationalDropoutFunction.run(x, p, stream, dim)
 
 

@@ -8,7 +8,8 @@ import pytest
 import torch
 import triton
 
-from dropbench.kernels.runtime import KernelLauncher, latest_config
+from dropbench.kernels.hot_path import HotLaunches
+from dropbench.kernels.runtime import KernelLauncher, RepeatLaunches, forget_kept_launches, latest_config
 
 CHOICE = triton.Config({"BLOCK": 64}, num_warps=4)
 
@@ -100,3 +101,11 @@ def test_latest_config_is_the_config_of_whichever_launcher_launched_last(launche
     assert latest_config(tiles, runs) is second
     _launch(tiles, torch.zeros(256), 7, 256, config=first)
     assert latest_config(tiles, runs) is first
+
+
+def test_forget_kept_launches_empties_every_cache_of_kept_launches():
+    repeats, hot = RepeatLaunches(), HotLaunches()
+    repeats._launches["signature"] = ("launch", ())
+    hot._launches["input class"] = "kept"
+    forget_kept_launches()
+    assert repeats._launches == {} and hot._launches == {}
