@@ -46,8 +46,9 @@ def load_extension():
 
 @functools.cache
 def extension():
-    """The built extension module, or None: switched off, no CUDA, or the build failed (warned once)."""
-    if not ENABLED or not torch.cuda.is_available():
+    """The built extension module, or None: switched off, no CUDA (ROCm included: it launches through
+    libcuda), or the build failed (warned once)."""
+    if not ENABLED or not torch.cuda.is_available() or torch.version.hip is not None:
         return None
     try:
         return load_extension()

@@ -98,7 +98,7 @@ void make_context_current(const Driver& cuda, int device) {
 // value fixed when the launch was kept. Widths are 4 or 8 bytes (Triton's i32/u32/fp32 bits,
 // i64/u64 and pointers).
 enum Role : int64_t { kInput = 0, kOutput = 1, kKey = 2, kOffset = 3, kFixed = 4 };
-// Parameters of the longest launch kept (the element and variational kernels have 12 to 16).
+// Parameters of the longest launch kept (the element, tiles and runs kernels have 11 to 18).
 constexpr size_t kMaxParameters = 30;
 
 class NativeLaunch {
