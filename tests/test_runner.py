@@ -422,6 +422,24 @@ def test_the_configured_variational_dim_reaches_the_implementation(tmp_path, fas
     assert dims and set(dims) == {1}, f"variational_dim=-1 of a (rows, cols) input is dim 1, got {set(dims)}"
 
 
+def test_each_point_forgets_the_kept_launches_before_its_first_call(tmp_path, fast_compile, monkeypatch):
+    """A point's first call must take the launcher (its config column names the kernel that runs),
+    not a launch an earlier point kept (kernels.runtime.forget_kept_launches)."""
+    events = []
+    eager = catalogue.implementation("dropout", "eager")
+
+    def recording(x, p, seed, dim):
+        events.append("call")
+        return eager(x, p, seed, dim)
+
+    monkeypatch.setattr(runner, "forget_kept_launches", lambda: events.append("forget"))
+    patch_implementation(monkeypatch, "dropout", "eager", recording)
+    rows = sweep_rows(tmp_path, "op.names=dropout", "backend=eager")
+    points = {(row["shape"], row["dtype"], row["p"]) for row in rows if row["op"] == "dropout"}
+    assert events.count("forget") == len(points) > 0
+    assert all(after == "call" for before, after in zip(events, events[1:]) if before == "forget")
+
+
 @pytest.mark.skipif("variational_dim" not in schema.KEY_COLUMNS,
                     reason="the schema's row key has no variational_dim yet (the results branch adds it)")
 def test_another_variational_dim_is_measured_not_skipped(tmp_path, fast_compile):
