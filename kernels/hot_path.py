@@ -41,8 +41,7 @@ class HotLaunch:
     """One element-kernel launch over a whole contiguous tensor, kept with every argument but
     (x, out, key, offset); calling it returns a new tensor."""
 
-    __slots__ = ("run", "grid0", "function", "packed_metadata", "tail", "device_index", "aligned", "advance", "p",
-                 "native")
+    __slots__ = ("run", "grid0", "function", "packed_metadata", "tail", "device_index", "aligned", "p", "native")
 
     def __init__(self, launched: CompiledLaunch, args: tuple, x: torch.Tensor, p: float):
         self.run, self.grid0 = launched.run, launched.grid0
@@ -51,7 +50,6 @@ class HotLaunch:
         self.tail = (*args[RepeatLaunches.PER_CALL_ARGS:], *launched.constexpr_values)
         self.device_index, self.p = x.get_device(), p
         self.aligned = x.data_ptr() % 16 == 0
-        self.advance = generator_advance(x.numel())  # in the generator's units (rng.torch_stream)
         # The same launch from C++ with a C++ backward node (kernels.native), where it applies.
         self.native = native.native_launch(launched.kernel, launched.grid0, args, self.aligned)
 
@@ -136,11 +134,6 @@ class HotLaunches:
         if several_gpus() and x.get_device() != torch.cuda.current_device():
             return None
         return kept
-
-    def take(self, x: torch.Tensor, p: float, extra=None) -> tuple[HotLaunch, int, int] | None:
-        """kept(x, p, extra).take(x): the launch and its drawn stream, or None (drawing nothing)."""
-        kept = self.kept(x, p, extra)
-        return None if kept is None else kept.take(x)
 
     def remember(self, launched, args: tuple, x: torch.Tensor, p: float, key: int, offset: int, extra=None) -> None:
         """Keep `launched`, the CompiledLaunch of one kernel over all of contiguous x with a SCALAR

@@ -63,9 +63,7 @@ const Driver& driver() {
     symbols.context_get = reinterpret_cast<CtxGetCurrent>(dlsym(library, "cuCtxGetCurrent"));
     symbols.context_set = reinterpret_cast<CtxSetCurrent>(dlsym(library, "cuCtxSetCurrent"));
     symbols.device_get = reinterpret_cast<DeviceGet>(dlsym(library, "cuDeviceGet"));
-    symbols.primary_context = reinterpret_cast<PrimaryCtxRetain>(dlsym(library, "cuDevicePrimaryCtxRetain_v2"));
-    if (symbols.primary_context == nullptr)
-      symbols.primary_context = reinterpret_cast<PrimaryCtxRetain>(dlsym(library, "cuDevicePrimaryCtxRetain"));
+    symbols.primary_context = reinterpret_cast<PrimaryCtxRetain>(dlsym(library, "cuDevicePrimaryCtxRetain"));
     if (symbols.launch_kernel == nullptr || symbols.context_get == nullptr || symbols.context_set == nullptr ||
         symbols.device_get == nullptr || symbols.primary_context == nullptr)
       throw std::runtime_error("dropbench native launch: libcuda.so.1 lacks cuLaunchKernel or the context calls");
@@ -210,7 +208,7 @@ at::Tensor launch_with_backward(const std::shared_ptr<NativeLaunch>& launch, con
 
 // The kept launches for one class of input (kernels.hot_path: shape, dtype, device, p, alignment), by
 // the stream class a (key, offset) falls in: a call draws its (key, offset) from torch's CUDA generator
-// and launches here, as HotLaunches.take draws in Python (kernels.rng.torch_stream), one pybind call.
+// and launches here, as KeptLaunches.take draws in Python (kernels.rng.torch_stream), one pybind call.
 class NativeClasses {
  public:
   NativeClasses(int64_t numel, int64_t advance) : numel_(numel), advance_(static_cast<uint64_t>(advance)) {

@@ -94,7 +94,7 @@ def test_repeat_calls_launch_from_cpp_with_the_python_paths_results(dtype, gener
             assert torch.equal(y, expected)
             if y.grad_fn.name() == "NativeDropoutBackward":  # a stream class's first calls are general
                 native_calls += 1
-                hot_launch, _, _ = _hot.take(x.detach(), 0.2)  # the Python launch of the same kept kernel
+                hot_launch, _, _ = _hot.kept(x.detach(), 0.2).take(x)  # the Python launch of the same kernel
                 assert torch.equal(hot_launch(x.detach(), key, offset), expected)
             x.grad = None
             y.backward(grad)
