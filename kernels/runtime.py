@@ -6,8 +6,11 @@ per call than nn.Dropout (~12-18 us with autograd). Triton's `kernel[grid](...)`
 and specializes every argument and looks the kernel up on each call (~11 us on an H200
 host); the autotuner adds ~10 us more. So:
 
-- A KernelLauncher asks the autotuner once per autotune key, keeps its choice, and then
-  launches that config itself (the mask never depends on the config, only the speed).
+- A KernelLauncher asks the autotuner once per autotune key and kernel variant (the
+  constexprs the caller passes: a 64-bit stream index or a per-element Philox call shifts
+  the best config), keeps its choice, and then launches that config itself (the mask never
+  depends on the config, only the speed). A variant first seen while a CUDA graph captures
+  takes a sibling variant's choice: tuning synchronizes, which capture forbids.
 - After the first launch of a specialization it keeps the CompiledKernel and calls its
   C launcher directly (`compiled.run(...)`), as inductor does for its static launches.
   Its cache key has everything Triton specializes on: each tensor's dtype and 16-byte
@@ -216,8 +219,13 @@ def autotuned_launcher(kernel, cpu_config, *, restore: tuple[str, ...] = (), **a
     """
     import triton
 
-    autotuned = triton.autotune(do_bench=autotune_bench, restore_value=list(restore) or None, **autotune_kwargs)(kernel)
-    return KernelLauncher(kernel, autotuned, cpu_config=cpu_config)
+    runtime_key = autotune_kwargs.pop("key")
+    tuned_names = {name for config in autotune_kwargs["configs"] for name in config.kwargs}
+    variant_names = [param.name for param in getattr(kernel, "params", [])
+                     if param.is_constexpr and param.name not in tuned_names]
+    autotuned = triton.autotune(do_bench=autotune_bench, restore_value=list(restore) or None,
+                                key=[*runtime_key, *variant_names], **autotune_kwargs)(kernel)
+    return KernelLauncher(kernel, autotuned, cpu_config=cpu_config, runtime_key=runtime_key)
 
 
 class KernelLauncher:
@@ -231,12 +239,13 @@ class KernelLauncher:
 
     _launches = itertools.count(1)
 
-    def __init__(self, kernel, autotuned=None, *, cpu_config=None, gpu_config=None):
+    def __init__(self, kernel, autotuned=None, *, cpu_config=None, gpu_config=None, runtime_key=None):
         self.kernel, self.autotuned = kernel, autotuned
         self.cpu_config, self.gpu_config = cpu_config, gpu_config
-        # The autotuner's key arguments; with x's dtype (args[0]) they make our key.
-        self.key_of = operator.itemgetter(*[autotuned.arg_names.index(name) for name in autotuned.keys]) \
-            if autotuned else None
+        # The autotuner's key arguments (runtime_key: those of them that are not constexprs);
+        # with x's dtype (args[0]) and the constexprs they make our key.
+        self.key_of = operator.itemgetter(*[autotuned.arg_names.index(name)
+                                            for name in runtime_key or autotuned.keys]) if autotuned else None
         self.last_config, self.last_launch = None, 0
         self._chosen: dict[tuple, object] = {}
         self._compiled: dict[tuple, CompiledLaunch] = {}
@@ -266,11 +275,14 @@ class KernelLauncher:
     def _launch(self, grid, args, constexprs, config, device_index):
         self.last_launch = next(KernelLauncher._launches)
         if config is None:
-            key = (self.key_of(args), args[0].dtype)
+            shape_key = (self.key_of(args), args[0].dtype)
+            key = (*shape_key, tuple(constexprs.values()))
             config = self._chosen.get(key)
+            if config is None and device_index >= 0 and torch.cuda.is_current_stream_capturing():
+                config = self._chosen.get(shape_key)  # a sibling variant's choice: see the module docstring
             if config is None:
                 self.autotuned[grid](*args, **constexprs)  # benchmarks the configs the first time
-                self._chosen[key] = self.last_config = self.autotuned.best_config
+                self._chosen[key] = self._chosen[shape_key] = self.last_config = self.autotuned.best_config
                 return None
         self.last_config = config
         meta = config.kwargs

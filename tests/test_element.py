@@ -305,6 +305,31 @@ def test_launches_with_the_kept_autotune_choice_keep_the_contract(generator):
 
 
 @pytest.mark.gpu
+def test_each_kernel_variant_keeps_its_own_autotune_choice(generator):
+    """A 64-bit stream index (torch's generator passes 2**31 within a few training steps) is a kernel
+    variant whose best config may differ: it is tuned on its own, not handed the 32-bit one's."""
+    x = random_input((3, 8200), torch.float16, "cuda", generator)  # a shape no other test tunes
+    seeded_dropout(x, 0.5, SEED)
+    seeded_dropout(x, 0.5, SEED, offset=2**31)
+    variants = {key[2] for key in element._rows._chosen if len(key) == 3 and key[0] == (3, 8200, 8200)}
+    assert len(variants) == 2, variants
+
+
+@pytest.mark.gpu
+def test_a_variant_first_seen_in_cuda_graph_capture_takes_a_tuned_sibling(generator):
+    """Tuning synchronizes, which capture forbids: the captured key-tensor variant of a shape tuned
+    only in eager launches the eager variant's choice, and replays follow the reference."""
+    x = random_input((5, 8200), torch.float16, "cuda", generator)
+    seeded_dropout(x, 0.5, SEED)  # eager: tunes the scalar-key variant
+    key = torch.tensor(SEED, device="cuda")
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        y = seeded_dropout(x, 0.5, key)
+    graph.replay()
+    assert torch.equal(kept(y), reference.keep_mask(x.shape, 0.5, SEED))
+
+
+@pytest.mark.gpu
 def test_tensor_on_another_gpu_than_the_current_one(generator):
     """Triton launches on the current device; the KernelLauncher switches to the tensor's, as torch ops do."""
     if torch.cuda.device_count() < 2:

@@ -52,8 +52,8 @@ def launcher(launches):
     return KernelLauncher(FakeKernel(launches), FakeAutotuned(launches))
 
 
-def _launch(launcher, x, seed, n, config=None):
-    launcher(lambda meta: (triton.cdiv(n, meta["BLOCK"]),), (x, seed, n), {"FLAG": True}, config)
+def _launch(launcher, x, seed, n, config=None, flag=True):
+    launcher(lambda meta: (triton.cdiv(n, meta["BLOCK"]),), (x, seed, n), {"FLAG": flag}, config)
 
 
 def test_the_autotuner_is_asked_once_per_key_then_its_choice_is_launched(launcher, launches):
@@ -65,14 +65,17 @@ def test_the_autotuner_is_asked_once_per_key_then_its_choice_is_launched(launche
     assert launcher.last_config is CHOICE
 
 
-@pytest.mark.parametrize("change", ["key value", "dtype"])
+@pytest.mark.parametrize("change", ["key value", "dtype", "kernel variant"])
 def test_a_new_autotune_key_asks_the_autotuner_again(launcher, launches, change):
+    """A constexpr (a kernel variant: a 64-bit stream index, say) is part of the key: its best config may differ."""
     x = torch.zeros(256)
     _launch(launcher, x, 7, 256)
     if change == "key value":
         _launch(launcher, x, 7, 128)
-    else:
+    elif change == "dtype":
         _launch(launcher, x.double(), 7, 256)
+    else:
+        _launch(launcher, x, 7, 256, flag=False)
     assert [launch[0] for launch in launches] == ["autotuner", "autotuner"]
 
 
