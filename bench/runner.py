@@ -292,7 +292,8 @@ class Sweep:
         _sync(self.device)
         first["first_bwd_ms"] = (time.perf_counter() - started) * 1e3
         del y
-        config = " ".join([impl.chosen_config(), *(f"{name}={ms:.1f}" for name, ms in first.items())]).strip()
+        impl_config = impl.chosen_config()
+        config = " ".join([impl_config, *(f"{name}={ms:.1f}" for name, ms in first.items())]).strip()
         log.info("%s: %s", point.label(), config)
 
         # Memory of the training step, through the clone for in-place ops (the clone stands for the
@@ -304,6 +305,11 @@ class Sweep:
         reference = calls_for(lambda tensor: eager.dropout(tensor, point.p), x, inplace=False)
         timings = self._time(point, timed, lambda direction: make_step(direction, calls, grad_out),
                              lambda direction: make_step(direction, reference, grad_out))
+        # A later call may take another kernel variant with its own autotune choice (the drop-in's
+        # stream index passes 2**31 after a few large calls): the column names it too.
+        later = impl.chosen_config()
+        if later and later != impl_config:
+            config = f"{config} later: {later}"
         for (direction, timer), timing in timings.items():
             self._write(point, direction, timer, "ok", timing=timing, config=config, saved=saved, peak=peak)
         self._write_failed(point, [key for key in todo if key not in timed], "skipped", INPLACE_FWD_BWD)

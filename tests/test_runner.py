@@ -51,13 +51,13 @@ def fast_compile(monkeypatch):
     monkeypatch.setitem(catalogue.BACKENDS, "compile", replace(catalogue.BACKENDS["compile"], wrap=""))
 
 
-def patch_implementation(monkeypatch, op, backend, call, bit_exact=False):
+def patch_implementation(monkeypatch, op, backend, call, bit_exact=False, chosen=lambda: ""):
     """The runner gets `call` for (op, backend), the catalogue's implementation for every other pair."""
     real = catalogue.implementation
 
     def implementation(op_name, backend_name):
         if (op_name, backend_name) == (op, backend):
-            return Implementation(op, backend, call, bit_exact)
+            return Implementation(op, backend, call, bit_exact, chosen)
         return real(op_name, backend_name)
 
     monkeypatch.setattr(catalogue, "implementation", implementation)
@@ -438,6 +438,22 @@ def test_each_point_forgets_the_kept_launches_before_its_first_call(tmp_path, fa
     points = {(row["shape"], row["dtype"], row["p"]) for row in rows if row["op"] == "dropout"}
     assert events.count("forget") == len(points) > 0
     assert all(after == "call" for before, after in zip(events, events[1:]) if before == "forget")
+
+
+def test_the_config_column_names_a_later_variants_choice_too(tmp_path, fast_compile, monkeypatch):
+    """The drop-in's stream index passes 2**31 after a few large calls: the timed calls then run
+    another kernel variant with its own autotune choice, which the config column must name
+    (bench.compare tells retuned rows by it)."""
+    asked = []
+
+    def chosen():  # asked after a point's first calls, then after its timed calls: another variant
+        asked.append(1)
+        return "BLOCK=1024 num_warps=4" if len(asked) % 2 else "BLOCK=2048 num_warps=8"
+
+    patch_implementation(monkeypatch, "dropout", "eager", catalogue.implementation("dropout", "eager"), chosen=chosen)
+    rows = [row for row in sweep_rows(tmp_path, "op.names=dropout", "backend=eager") if row["op"] == "dropout"]
+    assert rows and all(row["config"].startswith("BLOCK=1024 num_warps=4 first_call_ms=") for row in rows), rows
+    assert all(row["config"].endswith(" later: BLOCK=2048 num_warps=8") for row in rows), rows
 
 
 @pytest.mark.skipif("variational_dim" not in schema.KEY_COLUMNS,
