@@ -252,10 +252,12 @@ def _judge(pair: dict) -> tuple[str, str]:
 
 
 def tuned(config) -> str:
-    """The autotuner's choice in a config cell, without the runner's first-call timings (first_*_ms)."""
+    """The autotuner's choice that the timed calls ran, from a config cell: the part after `later:`
+    where the runner wrote one (docs/csv.md), without the first-call timings (first_*_ms)."""
     if pd.isna(config):
         return ""
-    return " ".join(part for part in str(config).split() if not part.startswith("first_"))
+    timed = str(config).rpartition("later:")[2]
+    return " ".join(part for part in timed.split() if not part.startswith("first_"))
 
 
 def _retuned(judged: tuple[str, str], pair: dict, max_rows: int) -> tuple[str, str]:

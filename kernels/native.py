@@ -9,23 +9,15 @@ launches the same kernel with the same (key, offset)). Same kernel, same argumen
 mask and output as the Python path.
 
 It is built on first use on a CUDA machine by torch.utils.cpp_extension (a C++ compiler and
-ninja; tens of seconds once, then cached by torch under ~/.cache/torch_extensions, or
-TORCH_EXTENSIONS_DIR). `dropbench-build-native` builds it ahead (an image build, a job's setup
-step; no GPU needed), so no training step pays for it. Where it can't be built (warned once), for
-a kernel whose launch it does not cover, or with DROPBENCH_NATIVE=0 (read at import), the Python
-hot path runs instead.
-
-A launch holds the compiled kernel's raw CUfunction. Triton's JIT cache keeps every compiled
-kernel for the life of the process (Triton >= 3.9 unloads a module when its CompiledKernel is
-freed), so code that clears Triton's in-memory caches mid-training should set DROPBENCH_NATIVE=0.
+ninja; tens of seconds once, then cached by torch under ~/.cache/torch_extensions). Where it
+can't be built (warned once), for a kernel whose launch it does not cover, or with
+DROPBENCH_NATIVE=0 (read at import), the Python hot path runs instead.
 """
 
 from __future__ import annotations
 
-import argparse
 import functools
 import os
-import sys
 import struct
 import warnings
 from pathlib import Path
@@ -117,20 +109,3 @@ def classes(numel: int, advance: int):
     stream from torch's generator and moving it on by `advance` (kernels.hot_path.KeptLaunches)."""
     return extension().NativeClasses(numel, advance)
 
-
-
-def main(argv=None) -> None:
-    """dropbench-build-native: build the extension now instead of inside the first drop-in call."""
-    parser = argparse.ArgumentParser(
-        prog="dropbench-build-native",
-        description="Build the drop-in's native hot path (kernels/native_launch.cpp) into torch's extension "
-                    "cache, ahead of the first call. Needs a C++ compiler and ninja, no GPU.")
-    parser.parse_args(argv)
-    try:
-        module = load_extension()
-    except Exception as error:  # the compiler's output is already on stderr
-        first_line = (str(error).strip().splitlines() or ["unknown error"])[0]
-        sys.exit(f"dropbench-build-native: error: could not build {SOURCE.name}: {first_line}")
-    print(f"built: {module.__file__}")
-    if not ENABLED:
-        print("DROPBENCH_NATIVE=0 is set: the drop-in will not use it until that is unset")

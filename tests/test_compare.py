@@ -596,6 +596,17 @@ def test_a_launch_bound_slowdown_with_the_same_config_is_a_regression(tmp_path):
     assert code == 1 and verdict(result, rows=64) == "regression"
 
 
+def test_the_config_the_timed_calls_ran_decides_retuned(tmp_path):
+    """The runner writes `later: <config>` where the timed calls took another kernel variant (the
+    drop-in's stream past 2**31): only that config is compared, not the first calls' choice."""
+    config = "BLOCK_D=16 BLOCK_M=512 num_warps=8"
+    baseline = [row(**LAUNCH_BOUND, ms_median=0.0117, config=f"{config} first_call_ms=402.5")]
+    new = [row(**LAUNCH_BOUND, ms_median=0.0185,
+               config=f"BLOCK_D=1 BLOCK_M=4096 num_warps=8 first_call_ms=380.0 later: {config}")]
+    code, result = run(tmp_path, baseline, new)
+    assert code == 1 and verdict(result, rows=64) == "regression"
+
+
 def test_from_256_rows_another_config_is_judged(tmp_path):
     large = {**LAUNCH_BOUND, "rows": 256, "shape": "256x49152"}
     baseline = [row(**large, ms_median=0.05, config="BLOCK_D=16 BLOCK_M=512 num_warps=8")]

@@ -155,20 +155,3 @@ def test_forgetting_kept_launches_sends_the_next_call_through_the_general_path(g
     assert module(x).grad_fn.name() != "NativeDropoutBackward"
     assert module(x).grad_fn.name() == "NativeDropoutBackward"
 
-
-def test_the_build_command_builds_ahead_and_says_where(capsys):
-    """dropbench-build-native (an image build's step): builds with no GPU and prints the module's path."""
-    native.main([])
-    out = capsys.readouterr().out
-    assert out.startswith("built: ") and "dropbench_native_launch" in out
-
-
-def test_the_build_command_reports_a_failed_build_in_one_line(monkeypatch):
-    def failing():
-        raise RuntimeError("Error building extension 'dropbench_native_launch'\nninja: build stopped")
-
-    monkeypatch.setattr(native, "load_extension", failing)
-    with pytest.raises(SystemExit) as exit_info:
-        native.main([])
-    assert exit_info.value.code == ("dropbench-build-native: error: could not build native_launch.cpp: "
-                                    "Error building extension 'dropbench_native_launch'")
