@@ -10,7 +10,8 @@ host); the autotuner adds ~10 us more. So:
   constexprs the caller passes: a 64-bit stream index or a per-element Philox call shifts
   the best config), keeps its choice, and then launches that config itself (the mask never
   depends on the config, only the speed). A variant first seen while a CUDA graph captures
-  takes a sibling variant's choice: tuning synchronizes, which capture forbids.
+  takes the choice of the tuned variant of its shape that shares most constexprs (tuning
+  synchronizes, which capture forbids); a shape never tuned raises: call it once first.
 - After the first launch of a specialization it keeps the CompiledKernel and calls its
   C launcher directly (`compiled.run(...)`), as inductor does for its static launches.
   Its cache key has everything Triton specializes on: each tensor's dtype and 16-byte
@@ -219,10 +220,11 @@ def autotuned_launcher(kernel, cpu_config, *, restore: tuple[str, ...] = (), **a
     """
     import triton
 
-    runtime_key = autotune_kwargs.pop("key")
+    params = getattr(kernel, "params", [])
+    constexpr_names = {param.name for param in params if param.is_constexpr}
+    runtime_key = [name for name in autotune_kwargs.pop("key") if name not in constexpr_names]
     tuned_names = {name for config in autotune_kwargs["configs"] for name in config.kwargs}
-    variant_names = [param.name for param in getattr(kernel, "params", [])
-                     if param.is_constexpr and param.name not in tuned_names]
+    variant_names = [param.name for param in params if param.is_constexpr and param.name not in tuned_names]
     autotuned = triton.autotune(do_bench=autotune_bench, restore_value=list(restore) or None,
                                 key=[*runtime_key, *variant_names], **autotune_kwargs)(kernel)
     return KernelLauncher(kernel, autotuned, cpu_config=cpu_config, runtime_key=runtime_key)
@@ -245,7 +247,8 @@ class KernelLauncher:
         # The autotuner's key arguments (runtime_key: those of them that are not constexprs);
         # with x's dtype (args[0]) and the constexprs they make our key.
         self.key_of = operator.itemgetter(*[autotuned.arg_names.index(name)
-                                            for name in runtime_key or autotuned.keys]) if autotuned else None
+                                            for name in (autotuned.keys if runtime_key is None else runtime_key)]) \
+            if autotuned else None
         self.last_config, self.last_launch = None, 0
         self._chosen: dict[tuple, object] = {}
         self._compiled: dict[tuple, CompiledLaunch] = {}
@@ -276,13 +279,13 @@ class KernelLauncher:
         self.last_launch = next(KernelLauncher._launches)
         if config is None:
             shape_key = (self.key_of(args), args[0].dtype)
-            key = (*shape_key, tuple(constexprs.values()))
-            config = self._chosen.get(key)
+            variant = tuple(sorted(constexprs.items()))  # (name, value) pairs: whatever order the caller used
+            config = self._chosen.get((*shape_key, variant))
             if config is None and device_index >= 0 and torch.cuda.is_current_stream_capturing():
-                config = self._chosen.get(shape_key)  # a sibling variant's choice: see the module docstring
+                config = self._sibling_choice(shape_key, variant)  # see the module docstring
             if config is None:
                 self.autotuned[grid](*args, **constexprs)  # benchmarks the configs the first time
-                self._chosen[key] = self._chosen[shape_key] = self.last_config = self.autotuned.best_config
+                self._chosen[(*shape_key, variant)] = self.last_config = self.autotuned.best_config
                 return None
         self.last_config = config
         meta = config.kwargs
@@ -302,6 +305,17 @@ class KernelLauncher:
             constexpr_values = tuple(values[name] for name in self._constexpr_names)
             self._compiled[key] = CompiledLaunch(kernel, constexpr_values, config)
         return None
+
+
+    def _sibling_choice(self, shape_key: tuple, variant: tuple):
+        """The choice of the tuned variant of this shape that shares most constexpr values with `variant`."""
+        siblings = [(sum(a == b for a, b in zip(key[2], variant)), config)
+                    for key, config in self._chosen.items() if key[:2] == shape_key]
+        if not siblings:
+            name = getattr(self.kernel, "__name__", "kernel")
+            raise RuntimeError(f"{name}: a shape first launched inside CUDA-graph capture, where "
+                               "the autotuner cannot run (it synchronizes): call it once outside capture first")
+        return max(siblings, key=lambda sibling: sibling[0])[1]
 
 
 class CompiledLaunch:

@@ -112,3 +112,27 @@ def test_forget_kept_launches_empties_every_cache_of_kept_launches():
     hot._launches["input class"] = "kept"
     forget_kept_launches()
     assert repeats._launches == {} and hot._launches == {}
+
+
+
+def test_a_variant_first_met_in_capture_takes_the_closest_tuned_siblings_choice(launcher):
+    """Tuning synchronizes, which CUDA-graph capture forbids: a new variant of a tuned shape launches the
+    choice of the tuned variant that shares most constexprs; a shape never tuned says what to do."""
+    close, far = (triton.Config({"BLOCK": block}, num_warps=4) for block in (128, 256))
+    shape = ((256,), torch.float32)
+    launcher._chosen[(*shape, (("A", 1), ("B", 1), ("FLAG", True)))] = close
+    launcher._chosen[(*shape, (("A", 2), ("B", 2), ("FLAG", True)))] = far
+    assert launcher._sibling_choice(shape, (("A", 1), ("B", 1), ("FLAG", False))) is close
+    with pytest.raises(RuntimeError, match="call it once outside capture first"):
+        launcher._sibling_choice(((512,), torch.float32), (("A", 1), ("B", 1), ("FLAG", False)))
+
+
+@pytest.mark.gpu
+def test_autotuned_launchers_key_the_tuner_on_the_variant_constexprs():
+    """Every constexpr that no config sets is in the Triton autotuner's key, so each variant is tuned
+    (a GPU test: the CPU interpreter's kernels list no parameters)."""
+    from dropbench.kernels import element, variational
+
+    assert element._rows.autotuned.keys == ["rows", "cols", "x_row_stride", "SOURCE", "ALIGNED", "WIDE_INDEX",
+                                            "WIDE_STREAM"]
+    assert "BLOCK_D" not in variational._locked.autotuned.keys and "SOURCE" in variational._locked.autotuned.keys
