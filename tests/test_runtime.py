@@ -120,8 +120,10 @@ def test_a_variant_first_met_in_capture_takes_the_closest_tuned_siblings_choice(
     choice of the tuned variant that shares most constexprs; a shape never tuned says what to do."""
     close, far = (triton.Config({"BLOCK": block}, num_warps=4) for block in (128, 256))
     shape = ((256,), torch.float32)
-    launcher._chosen[(*shape, (("A", 1), ("B", 1), ("FLAG", True)))] = close
+    # The far sibling first, so a choice that takes the first (or last) tuned sibling fails one of the two.
     launcher._chosen[(*shape, (("A", 2), ("B", 2), ("FLAG", True)))] = far
+    launcher._chosen[(*shape, (("A", 1), ("B", 1), ("FLAG", True)))] = close
+    launcher._chosen[(*shape, (("A", 3), ("B", 3), ("FLAG", True)))] = far
     assert launcher._sibling_choice(shape, (("A", 1), ("B", 1), ("FLAG", False))) is close
     with pytest.raises(RuntimeError, match="call it once outside capture first"):
         launcher._sibling_choice(((512,), torch.float32), (("A", 1), ("B", 1), ("FLAG", False)))

@@ -1,4 +1,5 @@
-"""Triton kernels may read a module global only as a tl.constexpr (or a jit function or module).
+"""Triton kernels may read a module global only as a constexpr (tl.constexpr(v), or annotated
+`: tl.constexpr`), a tl.dtype, a jit function or a module.
 
 Triton's CPU interpreter runs a kernel that reads a plain int global; the GPU compiler refuses it
 ("Cannot access global variable ... from within @jit'ed function"). So a kernel that passes every
@@ -20,7 +21,7 @@ except ImportError:  # a Triton without the interpreter module: only JITFunction
     InterpretedFunction = triton.runtime.JITFunction
 
 _JIT = (triton.runtime.JITFunction, InterpretedFunction)
-_ALLOWED = (tl.constexpr, types.ModuleType, *_JIT)
+_ALLOWED = (tl.constexpr, tl.dtype, types.ModuleType, *_JIT)
 
 _PLAIN_INT = 1  # read by _reads_a_plain_global below, as a kernel must not
 
@@ -34,8 +35,10 @@ def plain_globals(function) -> list[str]:
     """The module globals that a jit function reads and the GPU compiler would refuse."""
     python_function = function.fn
     module_globals = python_function.__globals__
+    annotated = module_globals.get("__annotations__", {})
     return [name for name in python_function.__code__.co_names
-            if name in module_globals and not isinstance(module_globals[name], _ALLOWED)]
+            if name in module_globals and not isinstance(module_globals[name], _ALLOWED)
+            and annotated.get(name) is not tl.constexpr]
 
 
 def kernel_functions():
