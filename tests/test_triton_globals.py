@@ -10,10 +10,9 @@ import importlib
 import pkgutil
 import types
 
+import dropbench.kernels
 import triton
 import triton.language as tl
-
-import dropbench.kernels
 
 try:  # what triton.jit returns under TRITON_INTERPRET=1
     from triton.runtime.interpreter import InterpretedFunction
