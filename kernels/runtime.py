@@ -246,8 +246,12 @@ class KernelLauncher:
         self.cpu_config, self.gpu_config = cpu_config, gpu_config
         # The autotuner's key arguments (runtime_key: those of them that are not constexprs);
         # with x's dtype (args[0]) and the constexprs they make our key.
-        self.key_of = operator.itemgetter(*[autotuned.arg_names.index(name)
-                                            for name in (autotuned.keys if runtime_key is None else runtime_key)]) \
+        key_names = autotuned.keys if autotuned and runtime_key is None else runtime_key
+        if autotuned and not key_names:
+            name = getattr(kernel, "__name__", "kernel")
+            raise ValueError(f"{name}: runtime_key must name at least one runtime argument, "
+                             f"one of {list(autotuned.arg_names)}")
+        self.key_of = operator.itemgetter(*[autotuned.arg_names.index(name) for name in key_names]) \
             if autotuned else None
         self.last_config, self.last_launch = None, 0
         self._chosen: dict[tuple, object] = {}
@@ -292,8 +296,7 @@ class KernelLauncher:
         if device_index < 0:
             self.kernel[grid(meta)](*args, **constexprs, **config.all_kwargs())
             return None
-        # The cache holds `config` itself, so its id stays unique while the entry lives.
-        key = (device_index, id(config), tuple(constexprs.values()), _specialization(args, self._unspecialized))
+        key = self._compiled_key(device_index, config, constexprs, args)
         compiled = self._compiled.get(key)
         if compiled is not None and direct_launch_allowed():
             launch = compiled.at(grid(meta)[0])
@@ -306,10 +309,15 @@ class KernelLauncher:
             self._compiled[key] = CompiledLaunch(kernel, constexpr_values, config)
         return None
 
+    def _compiled_key(self, device_index, config, constexprs, args) -> tuple:
+        """What picks a kept compiled kernel. The cache holds `config` itself, so its id stays unique while
+        the entry lives; constexprs as (name, value) pairs: equal values under other names are another kernel."""
+        return device_index, id(config), tuple(constexprs.items()), _specialization(args, self._unspecialized)
 
     def _sibling_choice(self, shape_key: tuple, variant: tuple):
         """The choice of the tuned variant of this shape that shares most constexpr values with `variant`."""
-        siblings = [(sum(a == b for a, b in zip(key[2], variant)), config)
+        # Shared (name, value) pairs, not positions: variants may pass different sets of constexprs.
+        siblings = [(len(set(key[2]) & set(variant)), config)
                     for key, config in self._chosen.items() if key[:2] == shape_key]
         if not siblings:
             name = getattr(self.kernel, "__name__", "kernel")

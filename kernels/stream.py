@@ -237,11 +237,14 @@ def runs_keep(key, offset, threshold, start, run_len, BLOCK: tl.constexpr):
     # element); the estimate is within 1 of the quotient, and the two compares make it exact.
     run = ((local.to(tl.float32) + 0.5) * (1.0 / run_len.to(tl.float32))).to(tl.int32)
     run += (local >= (run + 1) * run_len).to(tl.int32) - (local < run * run_len).to(tl.int32)
-    # One stream word per run (mask element r has stream index offset + r), packed into two words of bits.
-    runs = tl.arange(0, 64)
-    kept = element_keeps(key, offset + first_run + runs, threshold)
-    low = tl.sum(tl.where(kept & (runs < 32), 1 << (runs % 32), 0), axis=0)  # distinct bits: sum is OR
-    high = tl.sum(tl.where(kept & (runs >= 32), 1 << (runs % 32), 0), axis=0)
+    # Mask element r has stream index offset + r. The 64 runs' decisions come from the aligned
+    # [16, 8] tile that holds them (16 Philox calls, not one per run), packed into two words of bits.
+    first = offset + first_run
+    shift = (first % 8).to(tl.int32)
+    kept = tile_keeps(key, first - shift, threshold, 16, True)
+    runs = tl.arange(0, 16)[:, None] * 8 + tl.arange(0, 8)[None, :] - shift  # tile element -> run, -shift .. 127
+    low = tl.sum(tl.where(kept & (runs >= 0) & (runs < 32), 1 << (runs & 31), 0), axis=None)  # distinct bits: sum is OR
+    high = tl.sum(tl.where(kept & (runs >= 32) & (runs < 64), 1 << (runs & 31), 0), axis=None)
     bits = tl.where(run < 32, low, high)
     return ((bits >> (run % 32)) & 1) != 0
 

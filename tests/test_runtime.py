@@ -138,3 +138,26 @@ def test_autotuned_launchers_key_the_tuner_on_the_variant_constexprs():
     assert element._rows.autotuned.keys == ["rows", "cols", "x_row_stride", "SOURCE", "ALIGNED", "WIDE_INDEX",
                                             "WIDE_STREAM"]
     assert "BLOCK_D" not in variational._locked.autotuned.keys and "SOURCE" in variational._locked.autotuned.keys
+
+
+def test_the_closest_sibling_is_found_by_shared_constexprs_not_by_position(launcher):
+    """Variants that pass different sets of constexprs: the sibling sharing most (name, value) pairs wins."""
+    close, far = (triton.Config({"BLOCK": block}, num_warps=4) for block in (128, 256))
+    shape = ((256,), torch.float32)
+    launcher._chosen[(*shape, (("B", 1), ("D", 1)))] = far  # shares B=1, and B=1 sits first as in the query
+    launcher._chosen[(*shape, (("A", 0), ("B", 1), ("C", 1)))] = close  # shares B=1 and C=1, at other positions
+    assert launcher._sibling_choice(shape, (("B", 1), ("C", 1))) is close
+
+
+def test_kept_compiled_kernels_are_told_apart_by_constexpr_names(launcher):
+    """Two variants passing equal values under other names compile to different kernels."""
+    x = torch.zeros(256)
+    first = launcher._compiled_key(0, CHOICE, {"FLAG": True, "WIDE": False}, (x, 7, 256))
+    second = launcher._compiled_key(0, CHOICE, {"WIDE": True, "FLAG": False}, (x, 7, 256))
+    assert first != second
+    assert first == launcher._compiled_key(0, CHOICE, {"FLAG": True, "WIDE": False}, (x, 8, 256))
+
+
+def test_an_autotuned_launcher_needs_a_runtime_key(launches):
+    with pytest.raises(ValueError, match="runtime_key must name at least one runtime argument"):
+        KernelLauncher(FakeKernel(launches), FakeAutotuned(launches), runtime_key=[])
