@@ -238,11 +238,12 @@ def runs_keep(key, offset, threshold, start, run_len, BLOCK: tl.constexpr):
     run = ((local.to(tl.float32) + 0.5) * (1.0 / run_len.to(tl.float32))).to(tl.int32)
     run += (local >= (run + 1) * run_len).to(tl.int32) - (local < run * run_len).to(tl.int32)
     # Mask element r has stream index offset + r. The 64 runs' decisions come from the aligned
-    # [16, 8] tile that holds them (16 Philox calls, not one per run), packed into two words of bits.
+    # [16, 8] tile that holds them (16 Philox calls, not one per run; 64 runs + shift span at most 9
+    # counters, and tl.arange needs a power of two), packed into two words of bits.
     first = offset + first_run
     shift = (first % 8).to(tl.int32)
     kept = tile_keeps(key, first - shift, threshold, 16, True)
-    runs = tl.arange(0, 16)[:, None] * 8 + tl.arange(0, 8)[None, :] - shift  # tile element -> run, -shift .. 127
+    runs = tl.arange(0, 16)[:, None] * 8 + tl.arange(0, 8)[None, :] - shift  # tile element -> run, -shift .. 127 - shift
     low = tl.sum(tl.where(kept & (runs >= 0) & (runs < 32), 1 << (runs & 31), 0), axis=None)  # distinct bits: sum is OR
     high = tl.sum(tl.where(kept & (runs >= 32) & (runs < 64), 1 << (runs & 31), 0), axis=None)
     bits = tl.where(run < 32, low, high)
