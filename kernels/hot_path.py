@@ -13,6 +13,8 @@ mask is the general path's: the same kernel with the same (key, offset) from tor
 
 from __future__ import annotations
 
+import sys
+
 import torch
 from torch.autograd import forward_ad
 
@@ -100,6 +102,14 @@ class KeptLaunches:
         return launch, key, offset
 
 
+def compiled_autograd_on() -> bool:
+    """Whether compiled autograd (torch._dynamo.compiled_autograd) is on: it traces backward, which the
+    hot path's nodes (a C++ node that launches with raw pointers, a Python one that launches directly)
+    do not allow, so calls then take the general path, whose backward is the traceable custom op."""
+    module = sys.modules.get("torch._dynamo.compiled_autograd")  # not imported: not on, and no import cost
+    return module is not None and bool(module.compiled_autograd_enabled)
+
+
 class HotLaunches:
     """The kept launches, by (shape, dtype, device, p, 16-byte alignment) of a contiguous input and
     the op's own argument (`extra`, e.g. variational dropout's dim): a KeptLaunches each.
@@ -121,9 +131,9 @@ class HotLaunches:
 
     def kept(self, x: torch.Tensor, p: float, extra=None) -> KeptLaunches | None:
         """The launches kept for a call on x, or None where the hot path does not apply: none kept for
-        x's class, while torch.compile traces or a CUDA graph captures, under functorch transforms or
-        forward-mode AD, with profiler launch hooks, not a contiguous CUDA tensor, or on a GPU other
-        than the current one."""
+        x's class, while torch.compile traces or a CUDA graph captures, under functorch transforms,
+        forward-mode AD or compiled autograd, with profiler launch hooks, not a contiguous CUDA tensor,
+        or on a GPU other than the current one."""
         if torch.compiler.is_compiling() or not (x.is_cuda and x.is_contiguous()):
             return None
         if torch._C._cuda_isCurrentStreamCapturing() or torch._C._are_functorch_transforms_active():
@@ -132,6 +142,8 @@ class HotLaunches:
         if kept is None or forward_ad._current_level >= 0 or not direct_launch_allowed():
             return None
         if several_gpus() and x.get_device() != torch.cuda.current_device():
+            return None
+        if compiled_autograd_on():
             return None
         return kept
 

@@ -277,3 +277,24 @@ def test_repeat_calls_take_the_hot_path_with_the_general_paths_masks(dtype, gene
         assert y.grad_fn is None and torch.equal(y, seeded_dropout(x.detach(), 0.3, key, offset=offset))
     # From a stream class's second compiled launch on; back at (5, 0), from the first call.
     assert all(hot_calls.values()) and hot_calls[5, 0] >= 5, f"hot calls per (seed, start): {hot_calls}"
+
+
+@pytest.mark.parametrize("name", ["seeded", "variational"])
+def test_compiled_autograd_gives_the_forwards_mask_to_backward(name, device, generator):
+    """Compiled autograd traces backward: repeat calls (on a GPU, the native hot path with its C++ node)
+    must then give gradients with the forward's mask, as nn.Dropout does."""
+    from torch._dynamo import compiled_autograd
+
+    make, shape = MODULES[name]
+    module = make()
+    x = random_input(shape, torch.float32, device, generator).requires_grad_(True)
+    weights = random_input(shape, torch.float32, device, generator)
+    for _ in range(3):  # repeat calls first: the hot path keeps their launches
+        (module(x) * weights).sum().backward()
+    x.grad = None
+    with compiled_autograd._enable(torch.compile(backend="aot_eager", fullgraph=True)):
+        y = module(x)
+        (y * weights).sum().backward()
+    kept = y != 0
+    assert 0 < kept.sum() < kept.numel()
+    torch.testing.assert_close(x.grad, torch.where(kept, weights * 2, 0.0), rtol=1e-6, atol=0)
