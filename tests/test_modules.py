@@ -298,3 +298,18 @@ def test_compiled_autograd_gives_the_forwards_mask_to_backward(name, device, gen
     kept = y != 0
     assert 0 < kept.sum() < kept.numel()
     torch.testing.assert_close(x.grad, torch.where(kept, weights * 2, 0.0), rtol=1e-6, atol=0)
+
+
+def test_compiled_autograd_on_follows_torchs_switch():
+    """The hot path asks compiled_autograd_on() before every repeat call (tests/test_modules above needs a GPU to
+    reach it): on inside compiled_autograd._enable, off outside it and inside _disable."""
+    from torch._dynamo import compiled_autograd
+
+    from dropbench.kernels.hot_path import compiled_autograd_on
+
+    assert not compiled_autograd_on()
+    with compiled_autograd._enable(torch.compile(backend="eager")):
+        assert compiled_autograd_on()
+        with compiled_autograd._disable():
+            assert not compiled_autograd_on()
+    assert not compiled_autograd_on()
