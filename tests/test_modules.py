@@ -301,8 +301,8 @@ def test_compiled_autograd_gives_the_forwards_mask_to_backward(name, device, gen
 
 
 def test_compiled_autograd_on_follows_torchs_switch():
-    """The hot path asks compiled_autograd_on() before every repeat call (tests/test_modules above needs a GPU to
-    reach it): on inside compiled_autograd._enable, off outside it and inside _disable."""
+    """The hot path asks compiled_autograd_on() before a repeat call (the test above reaches that only on a
+    GPU): on inside compiled_autograd._enable, off outside it and inside _disable."""
     from torch._dynamo import compiled_autograd
 
     from dropbench.kernels.hot_path import compiled_autograd_on
