@@ -16,6 +16,7 @@ from dropbench.kernels import (
     SeededDropout,
     VariationalDropout,
     dropout_,
+    native,
     reference,
     seeded_dropout,
     variational_dropout,
@@ -313,3 +314,40 @@ def test_compiled_autograd_on_follows_torchs_switch():
         with compiled_autograd._disable():
             assert not compiled_autograd_on()
     assert not compiled_autograd_on()
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize("name", ["seeded", "variational"])
+def test_repeat_calls_on_a_side_stream_launch_on_it(name, generator):
+    """The kept launches (native and Python) go to the current stream: on a side stream whose input and
+    gradient arrive late (a sleep queued before the copies that fill them), forward and backward still see
+    them. A launch on another stream would read the buffers before the copies land."""
+    make, shape = MODULES[name]
+    module = make()
+    p = module.p
+    x = random_input(shape, torch.float32, "cuda", generator).requires_grad_(True)
+    for _ in range(3):  # repeat calls first: the hot path keeps their launches
+        module(x).sum().backward()
+    late_x, late_grad = (random_input(shape, torch.float32, "cuda", generator) for _ in range(2))
+    grad = torch.zeros_like(late_grad)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        torch.cuda._sleep(20_000_000)  # about 10 ms of GPU cycles before x is filled
+        with torch.no_grad():
+            x.copy_(late_x)
+        x.grad = None
+        y = module(x)
+        torch.cuda._sleep(20_000_000)
+        grad.copy_(late_grad)
+        y.backward(grad)
+    torch.cuda.current_stream().wait_stream(side)
+    torch.cuda.synchronize()
+    # The hot path's nodes (variational's is native only: without the extension it is the general path's).
+    hot_nodes = ("NativeDropoutBackward",) if name == "variational" else ("HotElementDropoutBackward",
+                                                                           "NativeDropoutBackward")
+    assert y.grad_fn.name() in hot_nodes or (name == "variational" and native.extension() is None), y.grad_fn.name()
+    kept = y != 0
+    assert 0 < kept.sum() < kept.numel()
+    torch.testing.assert_close(y, torch.where(kept, late_x / (1 - p), 0.0), rtol=1e-6, atol=0)
+    torch.testing.assert_close(x.grad, torch.where(kept, late_grad / (1 - p), 0.0), rtol=1e-6, atol=0)
