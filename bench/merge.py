@@ -191,6 +191,12 @@ class MergeCallback(Callback):
                       type(exc).__name__, exc)
 
 
+def _refuse(message: str) -> None:
+    """One line on stderr and exit status 2 (bad input), as argparse and the other commands do."""
+    print(f"dropbench-merge: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="dropbench-merge", description=__doc__.split("\n")[0])
     parser.add_argument("out", help="the merged CSV to write")
@@ -201,9 +207,9 @@ def main(argv: list[str] | None = None) -> None:
         frame = merge(args.inputs)
         write(frame, args.out)
     except (MergeError, TableError) as exc:
-        sys.exit(f"dropbench-merge: error: {exc}")
+        _refuse(str(exc))
     except OSError as exc:  # the output cannot be written
-        sys.exit(f"dropbench-merge: error: cannot write {args.out}: {exc.strerror}")
+        _refuse(f"cannot write {args.out}: {exc.strerror}")
     print(f"{len(frame)} rows from {len(args.inputs)} files -> {args.out}")
 
 

@@ -15,8 +15,10 @@ Exit status: 0; 1 when any implementation was found incorrect; 2 for a config th
 
 from __future__ import annotations
 
+import io
 import logging
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -35,6 +37,8 @@ DEVICES = ("auto", "cuda", "cpu")
 #: Set by main() when it chose the smoke sweep for device=auto on a machine without a GPU.
 SMOKE_FALLBACK_ENV = "DROPBENCH_SMOKE_FALLBACK"
 CONFIG_ERROR_EXIT = 2
+#: The one preset made for the CPU (the Triton interpreter): what main() adds with no GPU.
+SMOKE_PRESET = "smoke"
 NO_GPU_BANNER = """
 ==============================================================================
  NO GPU FOUND: no CUDA device is visible.
@@ -91,7 +95,7 @@ def with_smoke_fallback(argv: list[str], has_gpu=gpu_visible) -> list[str]:
     if has_gpu():
         return argv
     os.environ[SMOKE_FALLBACK_ENV] = "1"
-    return [*argv, "+preset=smoke"]
+    return [*argv, f"+preset={SMOKE_PRESET}"]
 
 
 def use_triton_interpreter() -> None:
@@ -104,17 +108,22 @@ def use_triton_interpreter() -> None:
     os.environ["TRITON_INTERPRET"] = "1"
 
 
-def resolve_device(name: str, has_cuda: bool, preset_chosen: bool) -> str:
-    """The device to run on (cuda | cpu) for device.name; a ConfigError where it cannot run."""
+def resolve_device(name: str, has_cuda: bool, preset: str | None) -> str:
+    """The device to run on (cuda | cpu) for device.name and the chosen preset; a ConfigError where it cannot run."""
     if name not in DEVICES:
         raise plan.ConfigError(f"device={name}: allowed: {', '.join(DEVICES)}")
     if name == "cuda" and not has_cuda:
         raise plan.ConfigError("device=cuda: torch sees no CUDA device (torch.cuda.is_available() is False); "
                                "allowed here: device=cpu, or device=auto (the smoke sweep on the CPU)")
-    if name == "auto" and not has_cuda and not preset_chosen:
+    if name == "auto" and not has_cuda and preset is None:
         # main() saw a GPU, torch does not: a CPU build of torch on a GPU machine.
         raise plan.ConfigError("device=auto: the CUDA driver shows a GPU but torch sees none (a CPU build of "
                                "torch?); allowed here: device=cpu with +preset=smoke, or a CUDA build of torch")
+    if name == "auto" and not has_cuda and preset != SMOKE_PRESET:
+        # A GPU preset under the interpreter takes tens of minutes and times nothing of a GPU: asked, not assumed.
+        raise plan.ConfigError(f"+preset={preset}: times GPU kernels, and torch sees no CUDA device; allowed here: "
+                               f"+preset={SMOKE_PRESET}, or device=cpu to run it under Triton's interpreter anyway "
+                               "(slow, and its times say nothing about a GPU)")
     return "cuda" if has_cuda and name != "cpu" else "cpu"
 
 
@@ -126,9 +135,46 @@ def check_results_path(cfg: DictConfig) -> None:
                                "(new, or one this device wrote)")
 
 
+class HeldStderr(io.StringIO):
+    """stderr until the app starts: Hydra's refusal of a command line (several lines) is kept here so
+    that main() can say it in one; anything else written meanwhile is passed on when the app starts."""
+
+    def __init__(self, real):
+        super().__init__()
+        self.real = real
+
+    def release(self) -> None:
+        if sys.stderr is self:
+            sys.stderr = self.real
+            self.real.write(self.getvalue())
+            self.real.flush()
+
+
+def one_line_refusal(hydra_text: str) -> str:
+    """Hydra's refusal of a command line, as one line naming the argument and what it allows."""
+    lines = [line.strip() for line in hydra_text.splitlines()]
+    if "Config search path:" in lines:
+        lines = lines[: lines.index("Config search path:")]
+    lines = [line for line in lines if line and not line.startswith("Set the environment variable HYDRA_FULL_ERROR")]
+    text = "\n".join(lines)
+    missing = re.search(r"Could not find '(.+)/([^'/]+)'", text)
+    options = re.search(r"Available options in '[^']+':\n(.*)", text, re.S)
+    if missing and options:
+        return f"{missing[1]}={missing[2]}: no such option; allowed: {', '.join(options[1].split())}"
+    key = re.search(r"Could not override '([^']+)'", text)
+    if key:
+        return (f"{key[1]}: not a key of the config; allowed: the keys that --cfg job lists "
+                f"(+{key[1]}=VALUE adds a new one)")
+    if lines:
+        return f"the command line does not parse: {'; '.join(lines)}"
+    return "the command line does not make a config; allowed: the groups, options and keys that --help lists"
+
+
 @hydra.main(version_base="1.3", config_path="../configs", config_name="config")
 def app(cfg: DictConfig) -> None:
     _outcome["started"] = True
+    if isinstance(sys.stderr, HeldStderr):
+        sys.stderr.release()
     try:
         _claim_and_run(cfg)
     except (plan.ConfigError, ResultsError) as exc:
@@ -159,8 +205,8 @@ def _claim_and_run(cfg: DictConfig) -> None:
 def _run(cfg: DictConfig, hydra_cfg) -> None:
     import torch
 
-    preset_chosen = hydra_cfg.runtime.choices.get("preset") is not None
-    device = resolve_device(str(cfg.device.name), torch.cuda.is_available(), preset_chosen)
+    preset = hydra_cfg.runtime.choices.get("preset")
+    device = resolve_device(str(cfg.device.name), torch.cuda.is_available(), preset)
     if os.environ.get(SMOKE_FALLBACK_ENV) == "1" and device == "cpu":
         print(NO_GPU_BANNER, file=sys.stderr, flush=True)
         log.warning("no GPU found: running the smoke sweep on the CPU under the Triton interpreter (timer=cpu)")
@@ -188,18 +234,21 @@ def main() -> None:
     """Console entry point: run the app, exit 1 when an implementation was found incorrect, 2 on bad input.
 
     Hydra refuses a command line that names an unknown option or key (dtype=fp8) with its own
-    message and exit 1, before the app runs; that is bad input, so it becomes exit 2 with a last
-    one-line error, not the exit that means an incorrect kernel.
+    message of several lines and exit 1, before the app runs; that is bad input, so it becomes one
+    line (one_line_refusal) and exit 2, not the exit that means an incorrect kernel.
     """
     sys.argv[1:] = with_smoke_fallback(sys.argv[1:])
+    held = sys.stderr = HeldStderr(sys.stderr)
     try:
         app()
     except SystemExit as exc:
         if exc.code == 1 and not _outcome["started"]:
-            print("dropbench-sweep: error: the command line does not make a config (Hydra's reason above); "
-                  "allowed: the groups, options and keys that --help and --cfg job list", file=sys.stderr, flush=True)
+            sys.stderr = held.real
+            print(f"dropbench-sweep: error: {one_line_refusal(held.getvalue())}", file=sys.stderr, flush=True)
             sys.exit(CONFIG_ERROR_EXIT)
         raise
+    finally:
+        held.release()
     sys.exit(1 if _outcome["incorrect"] else 0)
 
 

@@ -160,6 +160,8 @@ def test_cli_refuses_a_missing_or_binary_input_in_one_line(tmp_path, capsys, con
         bad.write_bytes(content)
     with pytest.raises(SystemExit) as exit_:
         merge.main([str(tmp_path / "out.csv"), str(good), str(bad)])
-    assert exit_.value.code != 0 and message in str(exit_.value.code) and "\n" not in str(exit_.value.code), \
-        f"expected one line naming {message!r}, got {exit_.value.code!r}"
+    error = capsys.readouterr().err
+    assert exit_.value.code == 2, "bad input exits 2, as the other commands do"
+    assert error.startswith("dropbench-merge: error:") and message in error and error.count("\n") == 1, \
+        f"expected one line naming {message!r}, got {error!r}"
     assert not (tmp_path / "out.csv").exists(), "no merged file from a refused input"

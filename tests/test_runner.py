@@ -287,19 +287,22 @@ def test_channel_rows_carry_their_shape_and_share_their_copy(tmp_path):
 
 
 @pytest.mark.parametrize("name, has_cuda, preset, expected", [
-    ("auto", True, False, "cuda"),
-    ("auto", False, True, "cpu"),    # no GPU: main() chose +preset=smoke before Hydra composed
-    ("cpu", True, False, "cpu"),
-    ("cuda", True, True, "cuda"),
+    ("auto", True, None, "cuda"),
+    ("auto", False, "smoke", "cpu"),    # no GPU: main() chose +preset=smoke before Hydra composed
+    ("cpu", True, None, "cpu"),
+    ("cpu", False, "ci", "cpu"),        # asked for: the CI preset under the interpreter
+    ("cuda", True, "ci", "cuda"),
 ])
 def test_device_resolution(name, has_cuda, preset, expected):
     assert sweep.resolve_device(name, has_cuda, preset) == expected
 
 
 @pytest.mark.parametrize("name, preset, words", [
-    ("cuda", False, "device=cuda: torch sees no CUDA device"),
-    ("auto", False, "device=auto: the CUDA driver shows a GPU but torch sees none"),
-    ("tpu", False, "device=tpu: allowed: auto, cuda, cpu"),
+    ("cuda", None, "device=cuda: torch sees no CUDA device"),
+    ("auto", None, "device=auto: the CUDA driver shows a GPU but torch sees none"),
+    ("auto", "ci", r"\+preset=ci: times GPU kernels, and torch sees no CUDA device; allowed here: \+preset=smoke, "
+                   "or device=cpu"),
+    ("tpu", None, "device=tpu: allowed: auto, cuda, cpu"),
 ])
 def test_a_device_that_cannot_run_is_a_config_error(name, preset, words):
     with pytest.raises(plan.ConfigError, match=words):
@@ -617,16 +620,18 @@ def test_a_bad_config_is_one_line_and_exit_2(tmp_path, args, words):
 
 
 @pytest.mark.parametrize("args, words", [
-    (["dtype=fp8"], "Could not find 'dtype/fp8'"),
-    (["results.timer=bogus"], "Key 'timer' is not in struct"),
+    (["dtype=fp8"], "dtype=fp8: no such option; allowed: all, bf16, fp16, fp16_fp32, fp32, fp64, half, models"),
+    (["hydra/launcher=nope"], "hydra/launcher=nope: no such option; allowed: basic, cpu_local"),
+    (["results.timer=bogus"], "results.timer: not a key of the config; allowed: the keys that --cfg job lists"),
+    (["dtype=[fp16"], "the command line does not parse: no viable alternative at input '[fp16'"),
 ])
-def test_a_command_line_hydra_refuses_is_bad_input_exit_2(tmp_path, args, words):
-    """Hydra's own refusal (unknown option or key) exits 2, like every bad input, not 1 (an incorrect kernel)."""
+def test_a_command_line_hydra_refuses_is_one_line_and_exit_2(tmp_path, args, words):
+    """Hydra's own refusal (unknown option or key, bad syntax: several lines of its own) is one line
+    naming the argument and what it allows, and exit 2 like every bad input, not 1 (an incorrect kernel)."""
     done = _app(tmp_path, *args)
     assert done.returncode == 2, f"exit {done.returncode}: {done.stderr[-2000:]}"
-    assert words in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
-    assert done.stderr.strip().splitlines()[-1].startswith("dropbench-sweep: error: the command line does not make"), \
-        done.stderr[-2000:]
+    assert done.stderr.strip().splitlines() == [done.stderr.strip()], f"not one line: {done.stderr[-2000:]}"
+    assert done.stderr.startswith("dropbench-sweep: error: ") and words in done.stderr, done.stderr[-2000:]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="shows the CPU fallback: needs a machine without a GPU")
