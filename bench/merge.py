@@ -28,7 +28,7 @@ import logging
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, NoReturn
 
 import pandas as pd
 
@@ -191,7 +191,7 @@ class MergeCallback(Callback):
                       type(exc).__name__, exc)
 
 
-def _refuse(message: str) -> None:
+def _refuse(message: str) -> NoReturn:
     """One line on stderr and exit status 2 (bad input), as argparse and the other commands do."""
     print(f"dropbench-merge: error: {message}", file=sys.stderr)
     sys.exit(2)

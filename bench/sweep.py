@@ -22,11 +22,14 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 import hydra
+from hydra.experimental.callback import Callback
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from dropbench.bench import gpu_slots, plan
 from dropbench.bench.results import ResultsError
@@ -61,8 +64,8 @@ except OSError:
 print(int(found))
 """
 
-#: incorrect: an implementation failed its check; started: Hydra composed a config and ran the app.
-_outcome = {"incorrect": False, "started": False}
+#: incorrect: an implementation failed its check.
+_outcome = {"incorrect": False}
 
 
 def gpu_visible() -> bool:
@@ -84,7 +87,7 @@ def with_smoke_fallback(argv: list[str], has_gpu=gpu_visible) -> list[str]:
         overrides = OverridesParser.create().parse_overrides(args.overrides)
     except (SystemExit, Exception):  # let Hydra report a malformed command line its own way
         return argv
-    if args.help or args.hydra_help or args.shell_completion:
+    if args.help or args.hydra_help or args.shell_completion or args.info:
         return argv
     keys = {override.key_or_group: override for override in overrides}
     if "preset" in keys:
@@ -136,18 +139,46 @@ def check_results_path(cfg: DictConfig) -> None:
 
 
 class HeldStderr(io.StringIO):
-    """stderr until the app starts: Hydra's refusal of a command line (several lines) is kept here so
-    that main() can say it in one; anything else written meanwhile is passed on when the app starts."""
+    """stderr until Hydra has composed the config: its refusal of a command line (several lines) is kept
+    here so that main() can say it in one. Released, it writes what it held to the real stderr and
+    passes every later write on (log handlers made meanwhile keep a reference to it)."""
 
     def __init__(self, real):
         super().__init__()
-        self.real = real
+        self.real, self.released = real, False
+
+    def write(self, text: str) -> int:
+        return self.real.write(text) if self.released else super().write(text)
+
+    def flush(self) -> None:
+        (self.real if self.released else super()).flush()
 
     def release(self) -> None:
-        if sys.stderr is self:
-            sys.stderr = self.real
+        if not self.released:
+            self.released = True
             self.real.write(self.getvalue())
             self.real.flush()
+        if sys.stderr is self:
+            sys.stderr = self.real
+
+
+def composed() -> None:
+    """Hydra composed the config and runs it (the app, or a multirun's launcher): from here on a failure
+    is the run's, not the command line's, and stderr is the run's own."""
+    release = getattr(sys.stderr, "release", None)  # by name: `python -m dropbench.bench.sweep` has two copies
+    if release is not None:
+        release()
+
+
+class ComposedCallback(Callback):
+    """Hydra callback (configs/hydra/callbacks/merge.yaml): calls composed() as a run or multirun starts, so a
+    multirun's launcher process (which never runs the app itself, e.g. submitit's) has its stderr back."""
+
+    def on_run_start(self, config: DictConfig, **kwargs) -> None:
+        composed()
+
+    def on_multirun_start(self, config: DictConfig, **kwargs) -> None:
+        composed()
 
 
 def one_line_refusal(hydra_text: str) -> str:
@@ -162,23 +193,29 @@ def one_line_refusal(hydra_text: str) -> str:
     if missing and options:
         return f"{missing[1]}={missing[2]}: no such option; allowed: {', '.join(options[1].split())}"
     key = re.search(r"Could not override '([^']+)'", text)
+    if key and "No match in the defaults list" in text:
+        advice = re.search(r"To append to your default list use (\S+)", text)
+        return (f"{key[1]}: a config group that is not in the defaults list; allowed: "
+                f"{advice[1] if advice else '+' + key[1] + '=OPTION'} adds it (--help lists the groups and options)")
     if key:
         return (f"{key[1]}: not a key of the config; allowed: the keys that --cfg job lists "
                 f"(+{key[1]}=VALUE adds a new one)")
     if lines:
-        return f"the command line does not parse: {'; '.join(lines)}"
-    return "the command line does not make a config; allowed: the groups, options and keys that --help lists"
+        return f"Hydra refuses the command line: {'; '.join(lines)}"
+    return "Hydra refuses the command line; allowed: the groups, options and keys that --help lists"
 
 
 @hydra.main(version_base="1.3", config_path="../configs", config_name="config")
 def app(cfg: DictConfig) -> None:
-    _outcome["started"] = True
-    if isinstance(sys.stderr, HeldStderr):
-        sys.stderr.release()
+    composed()  # also without the callback (~hydra/callbacks)
     try:
         _claim_and_run(cfg)
     except (plan.ConfigError, ResultsError) as exc:
         print(f"dropbench-sweep: error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(CONFIG_ERROR_EXIT)
+    except OmegaConfBaseException as exc:  # an interpolation or key the command line broke: seed=${oops}
+        print(f"dropbench-sweep: error: {one_line(exc)}; allowed: the keys and values that --cfg job lists",
+              file=sys.stderr, flush=True)
         sys.exit(CONFIG_ERROR_EXIT)
 
 
@@ -230,23 +267,40 @@ def _run(cfg: DictConfig, hydra_cfg) -> None:
     print(f"dropbench-sweep: {result.written} new rows; results in {result.path}", flush=True)
 
 
+def one_line(exc: BaseException) -> str:
+    """An exception as one line: its type and the lines of its message joined."""
+    return f"{type(exc).__name__}: {'; '.join(line.strip() for line in str(exc).splitlines() if line.strip())}"
+
+
+def refuse(held: HeldStderr, message: str) -> NoReturn:
+    """Bad input before the run started: the one line instead of what was held, and exit 2."""
+    held.released = True  # what it held was the refusal itself
+    sys.stderr = held.real
+    print(f"dropbench-sweep: error: {message}", file=sys.stderr, flush=True)
+    sys.exit(CONFIG_ERROR_EXIT)
+
+
 def main() -> None:
     """Console entry point: run the app, exit 1 when an implementation was found incorrect, 2 on bad input.
 
     Hydra refuses a command line that names an unknown option or key (dtype=fp8) with its own
     message of several lines and exit 1, before the app runs; that is bad input, so it becomes one
-    line (one_line_refusal) and exit 2, not the exit that means an incorrect kernel.
+    line (one_line_refusal) and exit 2, not the exit that means an incorrect kernel. stderr is
+    held until Hydra has composed the config (composed()), so that its refusal can be replaced.
     """
     sys.argv[1:] = with_smoke_fallback(sys.argv[1:])
     held = sys.stderr = HeldStderr(sys.stderr)
     try:
         app()
     except SystemExit as exc:
-        if exc.code == 1 and not _outcome["started"]:
-            sys.stderr = held.real
-            print(f"dropbench-sweep: error: {one_line_refusal(held.getvalue())}", file=sys.stderr, flush=True)
-            sys.exit(CONFIG_ERROR_EXIT)
+        if exc.code == 1 and not held.released:
+            refuse(held, one_line_refusal(held.getvalue()))
         raise
+    except Exception as exc:  # Hydra failing on what it was given (hydra.run.dir=${oops})
+        config_error = isinstance(exc, OmegaConfBaseException) or not held.released
+        if not config_error or os.environ.get("HYDRA_FULL_ERROR") == "1":  # HYDRA_FULL_ERROR asks for the traceback
+            raise
+        refuse(held, f"Hydra refuses the command line: {one_line(exc)}")
     finally:
         held.release()
     sys.exit(1 if _outcome["incorrect"] else 0)

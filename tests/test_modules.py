@@ -283,7 +283,8 @@ def test_repeat_calls_take_the_hot_path_with_the_general_paths_masks(dtype, gene
 @pytest.mark.parametrize("name", ["seeded", "variational"])
 def test_compiled_autograd_gives_the_forwards_mask_to_backward(name, device, generator):
     """Compiled autograd traces backward: repeat calls (on a GPU, the native hot path with its C++ node)
-    must then give gradients with the forward's mask, as nn.Dropout does."""
+    must then give gradients with the forward's mask, as nn.Dropout does. On the CPU there is no hot
+    path: there it checks the general path under compiled autograd only."""
     from torch._dynamo import compiled_autograd
 
     make, shape = MODULES[name]

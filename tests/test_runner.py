@@ -602,6 +602,7 @@ def _other_devices_file(tmp_path) -> Path:
     (["variational_dim=5"], "variational_dim=5: allowed: 0 or 1"),
     (["backend.names=[triton_seeded]"], "backend.names: unknown triton_seeded; allowed: triton, dropin, eager, compile, compile_fallback, tutorial, seedrepo_1d, seedrepo_2d, all"),
     (["RESULTS_DIR"], "is a directory; allowed: the path of a CSV file"),
+    (["seed=${oops}"], "InterpolationKeyError: Interpolation key 'oops' not found; full_key: seed"),
     (["OTHER_DEVICE", "+preset=smoke", "device=cpu"], "holds rows measured on NVIDIA H100 80GB HBM3, not cpu"),
     pytest.param(["device=cuda"], "device=cuda: torch sees no CUDA device",
                  marks=pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without a GPU")),
@@ -623,7 +624,9 @@ def test_a_bad_config_is_one_line_and_exit_2(tmp_path, args, words):
     (["dtype=fp8"], "dtype=fp8: no such option; allowed: all, bf16, fp16, fp16_fp32, fp32, fp64, half, models"),
     (["hydra/launcher=nope"], "hydra/launcher=nope: no such option; allowed: basic, cpu_local"),
     (["results.timer=bogus"], "results.timer: not a key of the config; allowed: the keys that --cfg job lists"),
-    (["dtype=[fp16"], "the command line does not parse: no viable alternative at input '[fp16'"),
+    (["dtype=[fp16"], "Hydra refuses the command line: no viable alternative at input '[fp16'"),
+    (["preset=ci"], "preset: a config group that is not in the defaults list; allowed: +preset=ci adds it"),
+    (["+device.name=cpu"], "Hydra refuses the command line: Could not append to config"),
 ])
 def test_a_command_line_hydra_refuses_is_one_line_and_exit_2(tmp_path, args, words):
     """Hydra's own refusal (unknown option or key, bad syntax: several lines of its own) is one line
@@ -632,6 +635,16 @@ def test_a_command_line_hydra_refuses_is_one_line_and_exit_2(tmp_path, args, wor
     assert done.returncode == 2, f"exit {done.returncode}: {done.stderr[-2000:]}"
     assert done.stderr.strip().splitlines() == [done.stderr.strip()], f"not one line: {done.stderr[-2000:]}"
     assert done.stderr.startswith("dropbench-sweep: error: ") and words in done.stderr, done.stderr[-2000:]
+
+
+@pytest.mark.parametrize("callbacks", [[], ["~hydra/callbacks"]])
+def test_a_log_handler_on_stderr_still_logs_once_the_run_starts(tmp_path, callbacks):
+    """stderr is held while Hydra composes (to replace its refusal by one line); a handler made then must
+    still reach the real stderr, with the callback that releases it and without (the app releases it)."""
+    done = _app(tmp_path, "+preset=smoke", "device=cpu", "op.names=[dropout]", "backend.names=[eager]",
+                "dtype=fp32", "hydra.job_logging.handlers.console.stream=ext://sys.stderr", *callbacks)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stderr.count("[dropbench.bench.runner][INFO] - wrote ") == 1, done.stderr[-2000:]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="shows the CPU fallback: needs a machine without a GPU")
