@@ -191,10 +191,14 @@ class MergeCallback(Callback):
                       type(exc).__name__, exc)
 
 
+#: Exit status for bad input, as argparse and the other commands use.
+BAD_INPUT_EXIT = 2
+
+
 def _refuse(message: str) -> NoReturn:
-    """One line on stderr and exit status 2 (bad input), as argparse and the other commands do."""
+    """One line on stderr and exit BAD_INPUT_EXIT."""
     print(f"dropbench-merge: error: {message}", file=sys.stderr)
-    sys.exit(2)
+    sys.exit(BAD_INPUT_EXIT)
 
 
 def main(argv: list[str] | None = None) -> None:

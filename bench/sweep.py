@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import NoReturn
 
 import hydra
-from hydra.experimental.callback import Callback
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
@@ -153,11 +153,13 @@ class HeldStderr(io.StringIO):
     def flush(self) -> None:
         (self.real if self.released else super()).flush()
 
-    def release(self) -> None:
+    def release(self, keep: bool = True) -> None:
+        """Give stderr back, writing what was held unless keep=False (it was a refusal, said in one line)."""
         if not self.released:
             self.released = True
-            self.real.write(self.getvalue())
-            self.real.flush()
+            if keep:
+                self.real.write(self.getvalue())
+                self.real.flush()
         if sys.stderr is self:
             sys.stderr = self.real
 
@@ -274,8 +276,7 @@ def one_line(exc: BaseException) -> str:
 
 def refuse(held: HeldStderr, message: str) -> NoReturn:
     """Bad input before the run started: the one line instead of what was held, and exit 2."""
-    held.released = True  # what it held was the refusal itself
-    sys.stderr = held.real
+    held.release(keep=False)
     print(f"dropbench-sweep: error: {message}", file=sys.stderr, flush=True)
     sys.exit(CONFIG_ERROR_EXIT)
 
