@@ -107,7 +107,7 @@ def compiled_autograd_on() -> bool:
     hot path's nodes (a C++ node that launches with raw pointers, a Python one that launches directly)
     do not allow, so calls then take the general path, whose backward is the traceable custom op."""
     module = sys.modules.get("torch._dynamo.compiled_autograd")  # not imported: not on, and no import cost
-    return module is not None and bool(module.compiled_autograd_enabled)
+    return module is not None and bool(getattr(module, "compiled_autograd_enabled", False))
 
 
 class HotLaunches:

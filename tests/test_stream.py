@@ -1,8 +1,9 @@
-"""Mask stream v2's tie branch: where an element's high half equals T(p)'s, its low half decides.
+"""Mask stream v3's ties: where an element's own half equals T(p)'s high half, its partner's half decides.
 
-The kernels draw the low halves only in a block that holds such a tie (probability about 2**-16
-per element), so random p rarely reach that code. Here p is built from one element's own R(s):
-T = R(s) must keep it and T = R(s) + 1 must drop it, and only the low half tells the two apart.
+Such a tie has probability 2**-16 per element, so random p rarely test it. Here p is built from one
+element's own R(s): T = R(s) must keep it and T = R(s) + 1 must drop it, and only the low half of
+R(s) (the half of its word partner, s xor 1) tells the two apart: a kernel that compared 16-bit
+halves, or took the wrong partner, fails.
 Each kernel path (rows aligned and not, strided, shared-mask tiles aligned and not, tiles of fewer
 than 8 values, runs, alpha rows, feature-alpha tiles) must then match the reference bit for bit.
 """
@@ -48,7 +49,7 @@ def assert_tie_decided(keep_mask: torch.Tensor, mask_index: int, keep: bool, lab
 
 @pytest.mark.parametrize("keep", [True, False])
 @pytest.mark.parametrize("offset", [0, 3])  # a whole counter first (ALIGNED), or a shard mid-counter
-def test_element_rows_decide_ties_by_the_low_half(keep, offset, device, generator):
+def test_element_rows_decide_ties_by_the_partner_half(keep, offset, device, generator):
     e = usable_index(SEED, offset + 9, offset + 80) - offset
     p = tie_p(SEED, offset + e, keep)
     expected = reference.keep_mask((2, 40), p, SEED, offset)
@@ -59,7 +60,7 @@ def test_element_rows_decide_ties_by_the_low_half(keep, offset, device, generato
 
 
 @pytest.mark.parametrize("keep", [True, False])
-def test_strided_kernel_decides_ties_by_the_low_half(keep, device, generator):
+def test_strided_kernel_decides_ties_by_the_partner_half(keep, device, generator):
     x = random_input((24, 5), torch.float32, device, generator).t()  # (5, 24), not contiguous
     e = usable_index(SEED, 30, 120)
     p = tie_p(SEED, e, keep)
@@ -72,7 +73,7 @@ def test_strided_kernel_decides_ties_by_the_low_half(keep, device, generator):
 @pytest.mark.parametrize("offset", [0, 5])
 @pytest.mark.parametrize("config", [None, triton.Config({"BLOCK_D": 1024, "BLOCK_M": 2}, num_warps=4)],
                          ids=["tiles", "tiles-of-2"])
-def test_shared_mask_tiles_decide_ties_by_the_low_half(keep, offset, config, device, generator):
+def test_shared_mask_tiles_decide_ties_by_the_partner_half(keep, offset, config, device, generator):
     x = random_input((6, 3, 16), torch.float32, device, generator)  # dim 0 shared: mask (1, 3, 16)
     m = usable_index(SEED, offset + 17, offset + 48) - offset
     p = tie_p(SEED, offset + m, keep)
@@ -83,7 +84,7 @@ def test_shared_mask_tiles_decide_ties_by_the_low_half(keep, offset, config, dev
 
 
 @pytest.mark.parametrize("keep", [True, False])
-def test_runs_kernel_decides_ties_by_the_low_half(keep, device, generator):
+def test_runs_kernel_decides_ties_by_the_partner_half(keep, device, generator):
     x = random_input((40, 6), torch.float32, device, generator)  # dim last: runs of 6, mask (40, 1)
     m = usable_index(SEED, 3, 40)
     p = tie_p(SEED, m, keep)
@@ -93,7 +94,7 @@ def test_runs_kernel_decides_ties_by_the_low_half(keep, device, generator):
 
 
 @pytest.mark.parametrize("keep", [True, False])
-def test_alpha_kernels_decide_ties_by_the_low_half(keep, device, generator):
+def test_alpha_kernels_decide_ties_by_the_partner_half(keep, device, generator):
     # |x| + 1: a kept x * A + B is then far from the dropped constant A * a' + B, so values tell the mask.
     x = random_input((4, 40), torch.float32, device, generator).abs() + 1
     e = usable_index(SEED, 11, 160)
