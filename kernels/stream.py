@@ -107,7 +107,8 @@ def threshold_word(threshold):
 @triton.jit
 def element_keeps(key, index, threshold):
     """The contract's keep decision for each stream index of `index` (a tensor of any shape): one
-    Philox call per element (for shards that start mid-counter and strided inputs)."""
+    Philox call per element (shards that start mid-counter, strided inputs, tiles of fewer than 8
+    mask values)."""
     r0, r1, r2, r3 = philox_words(key, index // 8)
     return lane_words(index % 8, r0, r1, r2, r3) >= threshold_word(threshold)
 
@@ -184,9 +185,9 @@ def locked_keeps(key, first_index, threshold, BLOCK_M: tl.constexpr, GROUP: tl.c
 
 @triton.jit
 def run_of(local, run_len):
-    """local // run_len for int32 local >= 0 and run_len >= 1, through a float reciprocal (an integer
-    division is tens of instructions): the estimate is within 1 of the quotient, and the two compares
-    make it exact."""
+    """local // run_len through a float reciprocal (an integer division is tens of instructions), for the
+    runs kernel's range: 0 <= local < 2**24 + BLOCK and a quotient of at most 63. There the estimate is
+    within 1 of the quotient, and the two compares make it exact."""
     run = ((local.to(tl.float32) + 0.5) * (1.0 / run_len.to(tl.float32))).to(tl.int32)
     return run + (local >= (run + 1) * run_len).to(tl.int32) - (local < run * run_len).to(tl.int32)
 

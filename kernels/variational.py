@@ -192,6 +192,8 @@ def launch_shared(tiles_launcher, runs_launcher, leading_args: tuple, layout, st
             numel = size_d * size_m
             if config is not None and config.kwargs["BLOCK"] > max_runs_block(size_d):
                 raise ValueError(f"BLOCK={config.kwargs['BLOCK']} spans more than 64 runs of {size_d}")
+            if config is not None and config.kwargs["BLOCK"] < 16:
+                raise ValueError(f"BLOCK={config.kwargs['BLOCK']}: the runs kernel takes groups of 16, so BLOCK >= 16")
             args = (*leading_args, numel, size_d)
             return runs_launcher(lambda meta: (triton.cdiv(numel, meta["BLOCK"]),), args, constexprs, config), args
         if config is not None:

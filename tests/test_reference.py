@@ -35,6 +35,13 @@ def test_random_words_take_the_halves_of_counter_s_div_8_in_order():
         assert words[8 * counter: 8 * counter + 8] == [halves[j] * 65536 + halves[j ^ 1] for j in range(8)]
 
 
+def test_stream_words_known_answer():
+    # Random123's philox4x32_10 vector for key 0, counter 0 (above), each word twice: halves swapped
+    # for the even index, as drawn for the odd one.
+    assert reference.random_words(seed=0, numel=8).tolist() == [
+        0xE8D56627, 0x6627E8D5, 0xC58DE169, 0xE169C58D, 0xAC4CBC57, 0xBC57AC4C, 0xDBD89B00, 0x9B00DBD8]
+
+
 def test_each_word_is_a_philox_word_with_its_halves_swapped_for_even_indices():
     words = reference.random_words(seed=7, numel=16).tolist()
     philox = [int(w) for counter in (0, 1) for w in reference.philox4x32(7, torch.tensor([counter]))]
