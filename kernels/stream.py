@@ -203,8 +203,8 @@ def runs_keep(key, offset, threshold, start, run_len, BLOCK: tl.constexpr):
     """Keep decisions of elements start .. start + BLOCK - 1 of runs of run_len elements (run r: mask
     element r), as a [BLOCK / 16, 16] tile of groups of 16 consecutive elements.
 
-    Needs BLOCK <= 62 * run_len + 2 (the block then touches at most 64 runs) and run_len >= 16 (a group
-    then touches at most two runs, so each group finds its run once, not each element).
+    Needs BLOCK <= 62 * run_len + 2 (the block then touches at most 64 runs), BLOCK >= 16, and run_len >= 15
+    (a group then touches at most two runs, so each group finds its run once, not each element).
     """
     first_run = start // run_len
     # Mask element r has stream index offset + r. The 64 runs' decisions come from the aligned
