@@ -79,8 +79,9 @@ RENAMED_BACKENDS = {"triton_seeded": "triton", "triton_variational": "triton"}
 
 #: The mask stream a (seed, shape, p) gives today; bumped when the stream changes. The same value as
 #: dropbench.kernels.MASK_CONTRACT (a test checks), kept here so that reading results needs no torch.
-#: v1 (to 2026-12-05): R(s) = word (s mod 4) of Philox(key, s div 4); v2: kernels.contract.
-MASK_CONTRACT = "v2"
+#: v1 (to 2026-12-05): R(s) = word (s mod 4) of Philox(key, s div 4); v2 (to 2026-12-06): ties broken by
+#: a second Philox call; v3: kernels.contract.
+MASK_CONTRACT = "v3"
 
 #: Dropout operators; rows with op == "copy" (backend "copy", direction "fwd") are the
 #: device-to-device copy of a (rows, cols) tensor that pct_of_copy is measured against.

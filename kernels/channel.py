@@ -18,7 +18,7 @@ When there are no spatial positions to share over (S = 1, e.g. feature_dropout o
 faster kernel runs instead.
 
 Bytes moved per element: one read and one write of the dtype, like element
-dropout; one Philox call per (n, c) instead of per 4 elements. Contiguous x with
+dropout; one Philox call per 8 channels (n, c) instead of per 8 elements. Contiguous x with
 17 or more positions per channel takes variational's runs kernel (x read flat,
 channels as runs of S elements), channels-last x and shorter maps its tiles.
 

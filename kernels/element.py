@@ -1,14 +1,13 @@
 """Seeded element dropout: y = x * keep / (1 - p), with no mask kept for backward.
 
-keep(e) follows kernels.contract (mask stream v2): R(s) >= round(p * 2**32), s = offset + e, e the
+keep(e) follows kernels.contract (mask stream v3): R(s) >= round(p * 2**32), s = offset + e, e the
 logical row-major index. Backward is the same kernel on the gradient with the same (key, offset),
 so autograd saves nothing of the input's size.
 
 Bytes moved per element: one read and one write of the dtype (2 x 2 bytes in fp16).
-Operations: one Philox call (10 rounds) per 8 elements, which gives each element the high 16 bits
-of its R(s); a compare with T(p)'s high half decides all but a tie (probability 2**-16 per element),
-and the low halves are drawn for a tile only where it holds a tie. Each program takes BLOCK
-consecutive elements as a [BLOCK/8, 8] tile: row i is one counter's eight halves, so the mask
+Operations: one Philox call (10 rounds) per 8 elements, each element's R(s) one of its words
+(halves swapped for even s), and one 32-bit compare per element. Each program takes BLOCK
+consecutive elements as a [BLOCK/8, 8] tile: row i is one counter's eight elements, so the mask
 does not depend on BLOCK.
 
 Layouts: contiguous tensors and 2-D tensors whose rows are contiguous take the rows kernel;
@@ -288,7 +287,7 @@ def dropout_key_tensor(x: torch.Tensor, p: float, key: torch.Tensor, offset: int
     into Python through a custom op (~40 us of host time per call in a compiled training step).
 
     Inductor takes no int arguments past int32, so T(p) goes as its int32 bit pattern and the scale
-    as its fp32 bits (stream.threshold_halves, stream.scale_kept): the same mask and products as eager calls.
+    as its fp32 bits (stream.threshold_word, stream.scale_kept): the same mask and products as eager calls.
     """
     x = x.contiguous()  # free on a contiguous x; an eager call on another layout gets the contract's order
     out = torch.empty_like(x)

@@ -103,11 +103,12 @@ class KeptLaunches:
 
 
 def compiled_autograd_on() -> bool:
-    """Whether compiled autograd (torch._dynamo.compiled_autograd) is on: it traces backward, which the
-    hot path's nodes (a C++ node that launches with raw pointers, a Python one that launches directly)
-    do not allow, so calls then take the general path, whose backward is the traceable custom op."""
+    """Whether compiled autograd (torch._dynamo.compiled_autograd) is on: it traces backward, and the hot
+    path's nodes are not traceable (the C++ node has no compiled_args: NotImplementedError, measured; the
+    Python one launches directly), so calls then take the general path, whose backward is a custom op."""
     module = sys.modules.get("torch._dynamo.compiled_autograd")  # not imported: not on, and no import cost
-    return module is not None and bool(module.compiled_autograd_enabled)
+    # A private flag of torch's (2.11 to 2.13): if it goes, the hot path stays on, as before this check.
+    return module is not None and bool(getattr(module, "compiled_autograd_enabled", False))
 
 
 class HotLaunches:

@@ -10,7 +10,9 @@ import torch
 
 INT32_LIMIT = 2**31 - 1
 #: Runs the runs kernel takes: from 17 elements (a 1024 block then spans at most 62 runs, 64 fit
-#: its bit words) to 2**24 (its int32 index arithmetic stays exact); other layouts take the tiles.
+#: its bit words; and a group of 16 elements, which finds its run once, then touches at most two
+#: runs: stream.runs_keep needs runs of >= 15) to 2**24 (its int32 index arithmetic stays exact);
+#: other layouts take the tiles.
 MIN_RUN, MAX_RUN = 17, 2**24
 
 

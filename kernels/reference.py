@@ -25,13 +25,13 @@ def _as_int64(seed) -> torch.Tensor:
     return torch.tensor(seed - 2**64 if seed >= 2**63 else seed, dtype=torch.int64)
 
 
-def philox4x32(seed, counter: torch.Tensor, substream: int = 0):
+def philox4x32(seed, counter: torch.Tensor):
     """The four 32-bit words of Philox4x32-10 for key `seed` and counter (counter low 32 bits, counter
-    high 32 bits, substream, 0), counter an int64 tensor."""
+    high 32 bits, 0, 0), counter an int64 tensor."""
     seed = _as_int64(seed)
     counter = counter.to(torch.int64)
     c0, c1 = counter & MASK32, (counter >> 32) & MASK32
-    c2 = torch.full_like(counter, substream)
+    c2 = torch.zeros_like(counter)
     c3 = torch.zeros_like(counter)
     k0, k1 = seed & MASK32, (seed >> 32) & MASK32
     for _ in range(ROUNDS):
@@ -46,20 +46,20 @@ def philox4x32(seed, counter: torch.Tensor, substream: int = 0):
     return c0, c1, c2, c3
 
 
-def stream_halves(seed, index: torch.Tensor, substream: int) -> torch.Tensor:
-    """H(s) (substream 0) or L(s) (substream 1) for each stream index s: 16-bit half (s mod 2, half 0
-    the low bits) of word (s div 2) mod 4 of Philox(seed, (s div 8, substream)). seed may be a tensor
-    that broadcasts against index (per-row keys)."""
+def stream_halves(seed, index: torch.Tensor) -> torch.Tensor:
+    """H(s) for each stream index s: 16-bit half (s mod 2, half 0 the low bits) of word (s div 2) mod 4
+    of Philox(seed, s div 8). seed may be a tensor that broadcasts against index (per-row keys)."""
     index = index.to(torch.int64)
-    r0, r1, r2, r3 = philox4x32(seed, index // 8, substream)
+    r0, r1, r2, r3 = philox4x32(seed, index // 8)
     word_index = (index % 8) // 2
     word = torch.where(word_index == 0, r0, torch.where(word_index == 1, r1, torch.where(word_index == 2, r2, r3)))
     return (word >> (16 * (index % 2))) & 0xFFFF
 
 
 def stream_words(seed, index: torch.Tensor) -> torch.Tensor:
-    """R(s) = H(s) * 2**16 + L(s) for each stream index s, as int64 in [0, 2**32)."""
-    return stream_halves(seed, index, 0) * 65536 + stream_halves(seed, index, 1)
+    """R(s) = H(s) * 2**16 + H(s xor 1) for each stream index s, as int64 in [0, 2**32)."""
+    index = index.to(torch.int64)
+    return stream_halves(seed, index) * 65536 + stream_halves(seed, index ^ 1)
 
 
 def random_words(seed, numel: int, offset: int = 0) -> torch.Tensor:

@@ -4,7 +4,7 @@ No seed, no state (the modules, and every function called without one): the stre
 drawn from torch's generator, as torch's own dropout draws. In eager mode on a GPU the key
 is the CUDA generator's seed and the stream offset twice the generator's Philox offset, which
 the call moves on by half its stream length (host ints: no extra kernel, no sync). torch
-counts its offset in 32-bit words, 4 per Philox counter; a v2 stream counter serves 8 stream
+counts its offset in 32-bit words, 4 per Philox counter; a stream counter serves 8 stream
 indices, so offset o of torch's stream is stream index 2 * o (a counter boundary, as torch's
 offsets are multiples of 4). So torch.manual_seed,
 get_rng_state/set_rng_state, fork_rng and activation checkpointing (which restores the RNG

@@ -1,10 +1,10 @@
 """Triton building blocks of the mask stream that every seeded kernel shares.
 
-The stream (kernels.contract): stream index s is kept iff R(s) >= T(p), where
-R(s) = 32-bit word (s mod 4) of Philox4x32-10(key, counter = s div 4). An element's
-stream index is s = offset + e, e its logical index in the tensor (or in the reduced
-mask shape for shared masks); the offset is 0 unless a caller asks for a slice of a
-longer stream (shards), or torch's generator or a device RNG state supplies it.
+The stream (kernels.contract, mask stream v3): stream index s is kept iff R(s) >= T(p), where
+R(s) = word (s div 2) mod 4 of Philox4x32-10(key, counter = s div 8), its 16-bit halves
+swapped for even s. An element's stream index is s = offset + e, e its logical index in the
+tensor (or in the reduced mask shape for shared masks); the offset is 0 unless a caller asks
+for a slice of a longer stream (shards), or torch's generator or a device RNG state supplies it.
 
 Where (key, offset) come from is a compile-time choice, SOURCE (a call given no seed or
 state first draws a SCALAR or KEY_TENSOR stream from torch's generator: kernels.rng):
@@ -75,11 +75,10 @@ def advance_state(state_ptr, snapshot_ptr, advance, SOURCE: tl.constexpr):
 
 
 @triton.jit
-def philox_words(key, counter, SUBSTREAM: tl.constexpr):
-    """The four 32-bit words of Philox4x32-10(key, (counter low, counter high, SUBSTREAM, 0)).
+def philox_words(key, counter):
+    """The four 32-bit words of Philox4x32-10(key, (counter low, counter high, 0, 0)).
 
-    counter: a tensor of int32 or int64 counters. SUBSTREAM 0 draws the high halves of R, 1 the
-    low halves (kernels.contract).
+    counter: a tensor of int32 or int64 counters.
     """
     low = counter.to(tl.uint32)
     zero = low * 0
@@ -87,60 +86,31 @@ def philox_words(key, counter, SUBSTREAM: tl.constexpr):
         high = (counter >> 32).to(tl.uint32)
     else:
         high = zero
-    return tl.philox(key, low, high, zero + SUBSTREAM, zero)
+    return tl.philox(key, low, high, zero, zero)
 
 
 @triton.jit
-def pick_half(lane, r0, r1, r2, r3):
-    """16-bit half (lane mod 2; half 0 is the low bits) of word (lane div 2) of one Philox call, lane in 0..7."""
+def lane_words(lane, r0, r1, r2, r3):
+    """R of stream lane `lane` (0..7) of one Philox call: word lane div 2, its 16-bit halves swapped for
+    an even lane, so that the lane's own half H is the high half and its partner's (lane xor 1) the low."""
     word = tl.where(lane < 4, tl.where(lane < 2, r0, r1), tl.where(lane < 6, r2, r3))
-    return (word >> ((lane % 2) * 16).to(tl.uint32)) & 0xFFFF
+    return tl.where(lane % 2 == 0, (word << 16) | (word >> 16), word)
 
 
 @triton.jit
-def holds_half(r0, r1, r2, r3, half):
-    """Per counter: whether any of its eight 16-bit halves equals `half`.
-
-    The zero-half test ((v - 0x10001) & ~v & 0x80008000) on v = word ^ (half, half) is exact for
-    "any half is zero", which is all the tie branch needs, and costs a few operations per counter,
-    not per element.
-    """
-    pattern = half * 0x10001
-    v0 = r0 ^ pattern
-    v1 = r1 ^ pattern
-    v2 = r2 ^ pattern
-    v3 = r3 ^ pattern
-    zeros = ((v0 - 0x10001) & ~v0) | ((v1 - 0x10001) & ~v1) | ((v2 - 0x10001) & ~v2) | ((v3 - 0x10001) & ~v3)
-    return (zeros & 0x80008000) != 0
-
-
-@triton.jit
-def threshold_halves(threshold):
-    """T(p) as (its high 16 bits, its low 16 bits), uint32. threshold: T(p), or T(p)'s int32 bit pattern."""
+def threshold_word(threshold):
+    """T(p) as uint32. threshold: T(p), or T(p)'s int32 bit pattern (what inductor's launches pass)."""
     # tl.cast, not .to: inductor's mutation analysis of a traced launch passes scalars as Python ints.
-    t = tl.cast(threshold, tl.int64).to(tl.uint32)
-    return t >> 16, t & 0xFFFF
+    return tl.cast(threshold, tl.int64).to(tl.uint32)
 
 
 @triton.jit
 def element_keeps(key, index, threshold):
-    """The contract's keep decision for each stream index of `index` (a tensor of any shape).
-
-    One Philox call per element for the high halves; a second per element only in a block where
-    some element ties T's high half and T's low half is not 0.
-    """
-    t_high, t_low = threshold_halves(threshold)
-    counters = index // 8
-    lanes = index % 8
-    r0, r1, r2, r3 = philox_words(key, counters, 0)
-    high = pick_half(lanes, r0, r1, r2, r3)
-    if t_low != 0:
-        tie = high == t_high
-        if tl.max(tie.to(tl.int32), axis=None) > 0:
-            l0, l1, l2, l3 = philox_words(key, counters, 1)
-            high += (tie & (pick_half(lanes, l0, l1, l2, l3) >= t_low)).to(tl.uint32)
-    # high now counts a tie whose low half reaches T's as above T's high half.
-    return high >= t_high + (t_low != 0).to(tl.uint32)
+    """The contract's keep decision for each stream index of `index` (a tensor of any shape): one
+    Philox call per element (shards that start mid-counter, strided inputs, tiles of fewer than 8
+    mask values)."""
+    r0, r1, r2, r3 = philox_words(key, index // 8)
+    return lane_words(index % 8, r0, r1, r2, r3) >= threshold_word(threshold)
 
 
 @triton.jit
@@ -148,25 +118,13 @@ def tile_keeps(key, first_index, threshold, COUNTERS: tl.constexpr, ALIGNED: tl.
     """Keep decisions of the [COUNTERS, 8] tile whose element (i, j) has stream index first_index + 8i + j.
 
     ALIGNED (first_index a multiple of 8): row i is counter first_index / 8 + i, one Philox call per
-    eight elements, and the low halves are drawn only in a tile where some counter holds T's high
-    half (probability about 8 * COUNTERS / 2**16) and T's low half is not 0 (it is 0 for p = 0.5).
-    Otherwise (a shard that starts mid-counter) element_keeps: one call per element, same decisions.
+    eight elements, and each element is one 32-bit compare. Otherwise (a shard that starts
+    mid-counter) element_keeps: one call per element, same decisions.
     """
     lanes = tl.arange(0, 8)[None, :]
     if ALIGNED:
-        t_high, t_low = threshold_halves(threshold)
-        counters = first_index // 8 + tl.arange(0, COUNTERS)
-        r0, r1, r2, r3 = philox_words(key, counters, 0)
-        high = pick_half(lanes, r0[:, None], r1[:, None], r2[:, None], r3[:, None])
-        if t_low != 0:  # else high >= t_high decides every element (p = 0.5, say)
-            # Ties found per counter (1-D): a test on the [COUNTERS, 8] tile makes Triton redo Philox
-            # in a second layout (docs/perf-notes.md, "Mask stream v2").
-            if tl.max(holds_half(r0, r1, r2, r3, t_high).to(tl.int32), axis=0) > 0:
-                l0, l1, l2, l3 = philox_words(key, counters, 1)
-                low = pick_half(lanes, l0[:, None], l1[:, None], l2[:, None], l3[:, None])
-                high += ((high == t_high) & (low >= t_low)).to(tl.uint32)
-        # high now counts a tie whose low half reaches T's as above T's high half.
-        keep = high >= t_high + (t_low != 0).to(tl.uint32)
+        r0, r1, r2, r3 = philox_words(key, first_index // 8 + tl.arange(0, COUNTERS))
+        keep = lane_words(lanes, r0[:, None], r1[:, None], r2[:, None], r3[:, None]) >= threshold_word(threshold)
     else:
         keep = element_keeps(key, first_index + (tl.arange(0, COUNTERS)[:, None] * 8 + lanes), threshold)
     return keep
@@ -226,17 +184,29 @@ def locked_keeps(key, first_index, threshold, BLOCK_M: tl.constexpr, GROUP: tl.c
 
 
 @triton.jit
-def runs_keep(key, offset, threshold, start, run_len, BLOCK: tl.constexpr):
-    """Keep decisions of elements start .. start + BLOCK - 1 of runs of run_len elements (run r: mask element r).
+def run_of(local, run_len):
+    """local // run_len through a float reciprocal (an integer division is tens of instructions), for the
+    runs kernel's range: 0 <= local < 2**24 + BLOCK and a quotient of at most 63. There the estimate is
+    within 1 of the quotient, and the two compares make it exact."""
+    run = ((local.to(tl.float32) + 0.5) * (1.0 / run_len.to(tl.float32))).to(tl.int32)
+    return run + (local >= (run + 1) * run_len).to(tl.int32) - (local < run * run_len).to(tl.int32)
 
-    Needs BLOCK <= 62 * run_len + 2: the block then touches at most 64 runs.
+
+@triton.jit
+def run_bit(low, high, run):
+    """Bit `run` (0..63) of the 64 decisions packed in the words low (runs 0..31) and high (32..63)."""
+    return ((tl.where(run < 32, low, high) >> (run % 32)) & 1) != 0
+
+
+@triton.jit
+def runs_keep(key, offset, threshold, start, run_len, BLOCK: tl.constexpr):
+    """Keep decisions of elements start .. start + BLOCK - 1 of runs of run_len elements (run r: mask
+    element r), as a [BLOCK / 16, 16] tile of groups of 16 consecutive elements.
+
+    Needs BLOCK <= 62 * run_len + 2 (the block then touches at most 64 runs), BLOCK >= 16, and run_len >= 15
+    (a group then touches at most two runs, so each group finds its run once, not each element).
     """
     first_run = start // run_len
-    local = (start - first_run * run_len).to(tl.int32) + tl.arange(0, BLOCK)  # from the first run's start
-    # local // run_len through a float reciprocal (an integer division is tens of instructions per
-    # element); the estimate is within 1 of the quotient, and the two compares make it exact.
-    run = ((local.to(tl.float32) + 0.5) * (1.0 / run_len.to(tl.float32))).to(tl.int32)
-    run += (local >= (run + 1) * run_len).to(tl.int32) - (local < run * run_len).to(tl.int32)
     # Mask element r has stream index offset + r. The 64 runs' decisions come from the aligned
     # [16, 8] tile that holds them (16 Philox calls, not one per run; 64 runs + shift span at most 9
     # counters, and tl.arange needs a power of two), packed into two words of bits.
@@ -246,13 +216,19 @@ def runs_keep(key, offset, threshold, start, run_len, BLOCK: tl.constexpr):
     runs = tl.arange(0, 16)[:, None] * 8 + tl.arange(0, 8)[None, :] - shift  # tile element -> run, -shift .. 127 - shift
     low = tl.sum(tl.where(kept & (runs >= 0) & (runs < 32), 1 << (runs & 31), 0), axis=None)  # distinct bits: sum is OR
     high = tl.sum(tl.where(kept & (runs >= 32) & (runs < 64), 1 << (runs & 31), 0), axis=None)
-    bits = tl.where(run < 32, low, high)
-    return ((bits >> (run % 32)) & 1) != 0
+    # Per group: its first element's run (counted from the first run's start), and how many of its
+    # elements lie in that run; the rest lie in the next.
+    group_start = (start - first_run * run_len).to(tl.int32) + tl.arange(0, BLOCK // 16) * 16
+    run = run_of(group_start, run_len)
+    in_first_run = (run + 1) * run_len - group_start
+    first_kept = run_bit(low, high, run)[:, None]
+    next_kept = run_bit(low, high, run + 1)[:, None]
+    return tl.where(tl.arange(0, 16)[None, :] < in_first_run[:, None], first_kept, next_kept)
 
 
 @triton.jit
 def runs_tile(pid, key, offset, threshold, numel, run_len, BLOCK: tl.constexpr):
-    """Program pid's [BLOCK] consecutive offsets, their in-bounds mask and their keep decisions."""
+    """Program pid's [BLOCK / 16, 16] tile of consecutive offsets, its in-bounds mask and keep decisions."""
     start = pid * BLOCK
-    offsets = start + tl.arange(0, BLOCK)
+    offsets = start + tl.arange(0, BLOCK // 16)[:, None] * 16 + tl.arange(0, 16)[None, :]
     return offsets, offsets < numel, runs_keep(key, offset, threshold, start, run_len, BLOCK)

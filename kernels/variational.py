@@ -21,7 +21,9 @@ badly when D is short (D = 49 for a 7 x 7 map: a 64-row tile wastes a quarter of
 its lanes, and rows of 49 elements break vectorized loads). The runs kernel reads
 x as element dropout does, BLOCK consecutive elements per program with wide
 loads, draws the keep decisions of the (at most 64) runs the block touches into
-two 32-bit words, and gives each element the bit of its run.
+two 32-bit words, and takes the block as groups of 16 elements: each group finds
+its run once (a group of 16 touches at most two runs of >= 17), and each element
+picks one of its group's two bits.
 """
 
 import torch
@@ -100,9 +102,12 @@ def fitting_runs_configs(configs, named_args, **kwargs):
     return [config for config in configs if config.kwargs["BLOCK"] <= max_runs_block(named_args["run_len"])]
 
 
+# Per program the runs kernel pays a fixed part (16 Philox calls and two reductions, replicated in
+# every thread) that few warps over a long block spread thin: with fewer warps, short runs (whose
+# block can't be long: 2048 for runs of 64) keep the per-element count of long ones (docs/perf-notes.md).
 RUNS_CONFIGS = [
     triton.Config({"BLOCK": block}, num_warps=warps)
-    for block, warps in [(1024, 4), (2048, 4), (2048, 8), (4096, 4), (4096, 8), (8192, 8)]
+    for block, warps in [(1024, 1), (1024, 4), (2048, 2), (2048, 4), (4096, 2), (4096, 4), (8192, 8)]
 ]
 RUNS_TUNING = {"configs": RUNS_CONFIGS, "key": ["numel", "run_len"],
                "prune_configs_by": {"early_config_prune": fitting_runs_configs}}
@@ -187,6 +192,8 @@ def launch_shared(tiles_launcher, runs_launcher, leading_args: tuple, layout, st
             numel = size_d * size_m
             if config is not None and config.kwargs["BLOCK"] > max_runs_block(size_d):
                 raise ValueError(f"BLOCK={config.kwargs['BLOCK']} spans more than 64 runs of {size_d}")
+            if config is not None and config.kwargs["BLOCK"] < 16:
+                raise ValueError(f"BLOCK={config.kwargs['BLOCK']}: the runs kernel takes groups of 16, so BLOCK >= 16")
             args = (*leading_args, numel, size_d)
             return runs_launcher(lambda meta: (triton.cdiv(numel, meta["BLOCK"]),), args, constexprs, config), args
         if config is not None:

@@ -21,22 +21,33 @@ def test_counter_high_word_and_seed_high_word_matter():
     assert [int(w) for w in seed_low] != [int(w) for w in seed_high], "seed bits above 32 are ignored"
 
 
-def _halves(seed, counter, substream):
+def _halves(seed, counter):
     """The eight 16-bit halves of one Philox call, in the contract's order (word 0 low, word 0 high, ...)."""
-    words = [int(w) for w in reference.philox4x32(seed, torch.tensor([counter]), substream)]
+    words = [int(w) for w in reference.philox4x32(seed, torch.tensor([counter]))]
     return [half for word in words for half in (word & 0xFFFF, word >> 16)]
 
 
 def test_random_words_take_the_halves_of_counter_s_div_8_in_order():
     words = reference.random_words(seed=7, numel=24).tolist()
     for counter in range(3):
-        high, low = _halves(7, counter, 0), _halves(7, counter, 1)
-        assert words[8 * counter: 8 * counter + 8] == [h * 65536 + l for h, l in zip(high, low)]
+        halves = _halves(7, counter)
+        # R(s) = H(s) * 2**16 + H(s xor 1): each element's own half on top, its word partner's below.
+        assert words[8 * counter: 8 * counter + 8] == [halves[j] * 65536 + halves[j ^ 1] for j in range(8)]
 
 
-def test_the_substream_is_the_counters_third_word():
-    assert _halves(7, 5, 0) != _halves(7, 5, 1)
-    assert _halves(7, 5, 1) != _halves(7, 6, 0), "substream 1 must not alias a neighbouring counter"
+def test_stream_words_known_answer():
+    # Random123's philox4x32_10 vector for key 0, counter 0 (above), each word twice: halves swapped
+    # for the even index, as drawn for the odd one.
+    assert reference.random_words(seed=0, numel=8).tolist() == [
+        0xE8D56627, 0x6627E8D5, 0xC58DE169, 0xE169C58D, 0xAC4CBC57, 0xBC57AC4C, 0xDBD89B00, 0x9B00DBD8]
+
+
+def test_each_word_is_a_philox_word_with_its_halves_swapped_for_even_indices():
+    words = reference.random_words(seed=7, numel=16).tolist()
+    philox = [int(w) for counter in (0, 1) for w in reference.philox4x32(7, torch.tensor([counter]))]
+    for s, word in enumerate(words):
+        own = philox[s // 2]
+        assert word == (own if s % 2 else ((own << 16) | (own >> 16)) & 0xFFFFFFFF), s
 
 
 def test_offset_continues_the_stream_mid_counter():

@@ -237,10 +237,10 @@ def test_new_rows_name_the_mask_contract(tmp_path):
     path = tmp_path / "r.csv"
     with results.ResultsFile(path, "cpu") as out:
         out.write(row())
-    assert read(path)[0]["mask_contract"] == "v2"
+    assert read(path)[0]["mask_contract"] == "v3"
 
 
 def test_results_name_the_kernels_mask_contract():
     from dropbench.kernels import MASK_CONTRACT
 
-    assert results.MASK_CONTRACT == MASK_CONTRACT == "v2"
+    assert results.MASK_CONTRACT == MASK_CONTRACT == "v3"

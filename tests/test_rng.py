@@ -95,7 +95,7 @@ def test_reset_state_replays_a_run(device, generator):
     first = seeded_dropout(x, 0.5, state=state)
     reset_state(state, SEED)
     assert torch.equal(seeded_dropout(x, 0.5, state=state), first)
-    for offset in (4, 6):  # torch's offsets are multiples of 4; a v2 counter spans 8 stream indices
+    for offset in (4, 6):  # torch's offsets are multiples of 4; a stream counter spans 8 stream indices
         with pytest.raises(ValueError, match="multiple of 8"):
             reset_state(state, SEED, offset=offset)
 

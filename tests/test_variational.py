@@ -105,6 +105,8 @@ def test_runs_configs_are_pruned_to_64_runs_and_forced_misfits_are_refused(devic
     x = torch.ones(30, 17, device=device)
     with pytest.raises(ValueError, match="more than 64 runs"):
         variational_dropout_forward(x, 0.5, SEEDED, 1, config=triton.Config({"BLOCK": 2048}))
+    with pytest.raises(ValueError, match="groups of 16"):
+        variational_dropout_forward(x, 0.5, SEEDED, 1, config=triton.Config({"BLOCK": 8}))
     with pytest.raises(ValueError, match="does not take"):
         variational_dropout_forward(x, 0.5, SEEDED, 0, config=triton.Config({"BLOCK": 1024}))
 
