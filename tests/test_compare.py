@@ -409,6 +409,9 @@ def test_a_floor_can_be_set_per_timer(tmp_path):
     # Mask stream v2 against the v1 baseline: improvements only; then the v2 baseline (run b) and run a.
     ("ci-h200-2026-12-04-held/run4.csv", "ci-h200-2026-12-05-v2/ci-a.csv", 0),
     ("baseline/nvidia-h200.csv", "ci-h200-2026-12-05-v2/ci-a.csv", 0),
+    # Mask stream v3 on an H100: against v2 in the same call, and the H100 baseline it replaced.
+    ("mask-v3-h100-2026-12-06/ci-ff1bfb7.csv", "mask-v3-h100-2026-12-06/ci-3419a0a.csv", 0),
+    ("ci-demo-h100-2026-11-23-v2/ci-a.csv", "mask-v3-h100-2026-12-06/ci-3419a0a.csv", 0),
     # ... and every pair of six fresh runs whose host rounds start behind a GPU hold (bench.timing).
     *[(f"ci-h200-2026-12-04-held/run{i}.csv", f"ci-h200-2026-12-04-held/run{j}.csv", 0)
       for i in range(1, 7) for j in range(i + 1, 7)],
