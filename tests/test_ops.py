@@ -158,6 +158,30 @@ def test_feature_dropout_rank_is_checked_only_when_a_mask_is_drawn(device):
     assert not kernels.feature_dropout(x, 1.0, SEED).any()
 
 
+def compiled_binaries(kernel) -> int:
+    """How many binaries Triton compiled for a @triton.jit kernel, over all devices."""
+    return sum(len(kernel_cache) for kernel_cache, *_ in kernel.device_caches.values())
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="counts compiled GPU binaries: needs a GPU")
+@pytest.mark.parametrize(
+    ("op", "shape", "kernel"),
+    [
+        ("alpha_dropout", (64, 256), alpha._alpha_rows_kernel),
+        ("feature_alpha_dropout", (4, 8, 32, 32), alpha._alpha_runs_kernel),
+        ("feature_alpha_dropout", (4, 8, 3, 3), alpha._alpha_locked_kernel),
+    ],
+)
+def test_alpha_backward_runs_the_forward_binary(op, shape, kernel, generator):
+    """Backward's map bits (0) must not make a second binary: one ran fp64 backward at 69% of copy."""
+    x = random_input(shape, torch.float64, "cuda", generator).requires_grad_(True)
+    y = getattr(kernels, op)(x, 0.3, SEED)
+    compiled = compiled_binaries(kernel)
+    assert compiled > 0, f"{op} {shape} did not launch {kernel.__name__}"
+    y.backward(random_input(shape, torch.float64, "cuda", generator))
+    assert compiled_binaries(kernel) == compiled
+
+
 @pytest.mark.parametrize(
     "make_view",
     [
