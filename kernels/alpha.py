@@ -101,7 +101,8 @@ _NO_SPECIALIZE = ["key", "offset", "advance", "threshold", "a_bits", "b_bits", "
 
 @triton.jit(do_not_specialize=_NO_SPECIALIZE)
 def _alpha_rows_kernel(
-    x_ptr, out_ptr, seeds_ptr, snapshot_ptr, key, offset, advance, threshold, a_bits: tl.int64, b_bits: tl.int64, dropped_bits: tl.int64,
+    x_ptr, out_ptr, seeds_ptr, snapshot_ptr, key, offset, advance, threshold,
+    a_bits: tl.int64, b_bits: tl.int64, dropped_bits: tl.int64,
     rows, cols, x_row_stride, out_row_stride, stream_row_len,
     SOURCE: tl.constexpr, ALIGNED: tl.constexpr, WIDE_INDEX: tl.constexpr, WIDE_STREAM: tl.constexpr,
     BLOCK: tl.constexpr,
@@ -122,7 +123,8 @@ def _alpha_rows_kernel(
 
 @triton.jit(do_not_specialize=_NO_SPECIALIZE)
 def _alpha_locked_kernel(
-    x_ptr, out_ptr, seeds_ptr, snapshot_ptr, key, offset, advance, threshold, a_bits: tl.int64, b_bits: tl.int64, dropped_bits: tl.int64,
+    x_ptr, out_ptr, seeds_ptr, snapshot_ptr, key, offset, advance, threshold,
+    a_bits: tl.int64, b_bits: tl.int64, dropped_bits: tl.int64,
     outer, D, M,
     x_stride_outer, x_stride_d, x_stride_m,
     out_stride_outer, out_stride_d, out_stride_m,
@@ -145,7 +147,8 @@ def _alpha_locked_kernel(
 
 @triton.jit(do_not_specialize=_NO_SPECIALIZE)
 def _alpha_runs_kernel(
-    x_ptr, out_ptr, seeds_ptr, snapshot_ptr, key, offset, advance, threshold, a_bits: tl.int64, b_bits: tl.int64, dropped_bits: tl.int64,
+    x_ptr, out_ptr, seeds_ptr, snapshot_ptr, key, offset, advance, threshold,
+    a_bits: tl.int64, b_bits: tl.int64, dropped_bits: tl.int64,
     numel, run_len,
     SOURCE: tl.constexpr, WIDE_INDEX: tl.constexpr, WIDE_STREAM: tl.constexpr, BLOCK: tl.constexpr,
 ):

@@ -158,12 +158,13 @@ def test_feature_dropout_rank_is_checked_only_when_a_mask_is_drawn(device):
     assert not kernels.feature_dropout(x, 1.0, SEED).any()
 
 
-def compiled_binaries(kernel) -> int:
-    """How many binaries Triton compiled for a @triton.jit kernel, over all devices."""
-    return sum(len(kernel_cache) for kernel_cache, *_ in kernel.device_caches.values())
+def compiled_signatures(kernel) -> list[dict]:
+    """The argument types of every binary Triton compiled for a @triton.jit kernel, on every device."""
+    return [compiled.src.signature for kernel_cache, *_ in kernel.device_caches.values()
+            for compiled in kernel_cache.values()]
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="counts compiled GPU binaries: needs a GPU")
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="reads the compiled GPU binaries: needs a GPU")
 @pytest.mark.parametrize(
     ("op", "shape", "kernel"),
     [
@@ -173,13 +174,14 @@ def compiled_binaries(kernel) -> int:
     ],
 )
 def test_alpha_backward_runs_the_forward_binary(op, shape, kernel, generator):
-    """Backward's map bits (0) must not make a second binary: one ran fp64 backward at 69% of copy."""
+    """Backward's map bits (0) are typed as forward's (int64): typed int32, backward compiled a second
+    binary, and one such ran fp64 feature alpha backward at 69% of copy."""
     x = random_input(shape, torch.float64, "cuda", generator).requires_grad_(True)
-    y = getattr(kernels, op)(x, 0.3, SEED)
-    compiled = compiled_binaries(kernel)
-    assert compiled > 0, f"{op} {shape} did not launch {kernel.__name__}"
-    y.backward(random_input(shape, torch.float64, "cuda", generator))
-    assert compiled_binaries(kernel) == compiled
+    getattr(kernels, op)(x, 0.3, SEED).backward(random_input(shape, torch.float64, "cuda", generator))
+    signatures = compiled_signatures(kernel)
+    assert signatures, f"{op} {shape} did not launch {kernel.__name__}"
+    for signature in signatures:
+        assert [signature[name] for name in ("a_bits", "b_bits", "dropped_bits")] == ["i64"] * 3, signature
 
 
 @pytest.mark.parametrize(
