@@ -82,7 +82,7 @@ def alpha_constants(p: float) -> tuple[float, float, float]:
 @triton.jit
 def _alpha_kept(x, keep, a_bits, b_bits, dropped_bits):
     """x * A + B where keep, else the constant `dropped`; fp32 math (fp64 for fp64)."""
-    # Triton types a small int argument (the 0 bits of B = 0 in backward) as int32: widen before the bitcast.
+    # Widened first for the CPU interpreter, which types backward's 0 bits as int32 despite the annotation.
     a = a_bits.to(tl.int64).to(tl.float64, bitcast=True)
     b = b_bits.to(tl.int64).to(tl.float64, bitcast=True)
     dropped = dropped_bits.to(tl.int64).to(tl.float64, bitcast=True)
@@ -93,12 +93,16 @@ def _alpha_kept(x, keep, a_bits, b_bits, dropped_bits):
     return y.to(x.dtype)
 
 
+# The map's bits are typed int64: untyped, Triton would type backward's 0 bits (B = 0, dropped = 0) as
+# int32 and compile backward as a second binary, which ptxas scheduled with its loads serialized
+# (fp64 feature alpha backward at 69% of copy on an H100, forward at 99.5%; docs/perf-notes.md).
 _NO_SPECIALIZE = ["key", "offset", "advance", "threshold", "a_bits", "b_bits", "dropped_bits"]
 
 
 @triton.jit(do_not_specialize=_NO_SPECIALIZE)
 def _alpha_rows_kernel(
-    x_ptr, out_ptr, seeds_ptr, snapshot_ptr, key, offset, advance, threshold, a_bits, b_bits, dropped_bits,
+    x_ptr, out_ptr, seeds_ptr, snapshot_ptr, key, offset, advance, threshold,
+    a_bits: tl.int64, b_bits: tl.int64, dropped_bits: tl.int64,
     rows, cols, x_row_stride, out_row_stride, stream_row_len,
     SOURCE: tl.constexpr, ALIGNED: tl.constexpr, WIDE_INDEX: tl.constexpr, WIDE_STREAM: tl.constexpr,
     BLOCK: tl.constexpr,
@@ -119,7 +123,8 @@ def _alpha_rows_kernel(
 
 @triton.jit(do_not_specialize=_NO_SPECIALIZE)
 def _alpha_locked_kernel(
-    x_ptr, out_ptr, seeds_ptr, snapshot_ptr, key, offset, advance, threshold, a_bits, b_bits, dropped_bits,
+    x_ptr, out_ptr, seeds_ptr, snapshot_ptr, key, offset, advance, threshold,
+    a_bits: tl.int64, b_bits: tl.int64, dropped_bits: tl.int64,
     outer, D, M,
     x_stride_outer, x_stride_d, x_stride_m,
     out_stride_outer, out_stride_d, out_stride_m,
@@ -142,7 +147,8 @@ def _alpha_locked_kernel(
 
 @triton.jit(do_not_specialize=_NO_SPECIALIZE)
 def _alpha_runs_kernel(
-    x_ptr, out_ptr, seeds_ptr, snapshot_ptr, key, offset, advance, threshold, a_bits, b_bits, dropped_bits,
+    x_ptr, out_ptr, seeds_ptr, snapshot_ptr, key, offset, advance, threshold,
+    a_bits: tl.int64, b_bits: tl.int64, dropped_bits: tl.int64,
     numel, run_len,
     SOURCE: tl.constexpr, WIDE_INDEX: tl.constexpr, WIDE_STREAM: tl.constexpr, BLOCK: tl.constexpr,
 ):

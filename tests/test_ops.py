@@ -1,12 +1,14 @@
 """The other torch.nn.functional dropouts, seeded: dropout_, dropout1d/2d/3d, feature_dropout,
 alpha_dropout and feature_alpha_dropout, against PyTorch's semantics and kernels.reference."""
 
+import inspect
 import math
 import warnings
 
 import pytest
 import torch
 import torch.nn.functional as F
+import triton.language as tl
 from helpers import SIGMAS, assert_dropout_values, keep_fraction_bound, random_input
 from test_element import dtypes_for, kept, saved_bytes
 
@@ -156,6 +158,46 @@ def test_feature_dropout_rank_is_checked_only_when_a_mask_is_drawn(device):
     assert kernels.feature_dropout(x, 0.5, SEED, training=False) is x
     assert kernels.feature_dropout(x, 0.0, SEED) is x
     assert not kernels.feature_dropout(x, 1.0, SEED).any()
+
+
+ALPHA_KERNELS = (alpha._alpha_rows_kernel, alpha._alpha_locked_kernel, alpha._alpha_runs_kernel)
+MAP_BITS = ("a_bits", "b_bits", "dropped_bits")
+
+
+@pytest.mark.parametrize("kernel", ALPHA_KERNELS, ids=lambda kernel: kernel.__name__)
+def test_alpha_map_bits_are_typed_int64(kernel):
+    """Typed by value, backward's 0 bits would be int32 (see the GPU test below)."""
+    parameters = inspect.signature(kernel.fn).parameters
+    assert [parameters[name].annotation for name in MAP_BITS] == [tl.int64] * 3
+
+
+def compiled_binaries(kernel) -> list:
+    """Every binary Triton compiled for a @triton.jit kernel, on every device."""
+    return [compiled for kernel_cache, *_ in kernel.device_caches.values() for compiled in kernel_cache.values()]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="reads the compiled GPU binaries: needs a GPU")
+@pytest.mark.parametrize(
+    ("op", "shape", "kernel"),
+    [
+        ("alpha_dropout", (64, 256), alpha._alpha_rows_kernel),
+        ("feature_alpha_dropout", (4, 8, 32, 32), alpha._alpha_runs_kernel),
+        ("feature_alpha_dropout", (4, 8, 3, 3), alpha._alpha_locked_kernel),
+    ],
+)
+def test_alpha_backward_runs_the_forward_binary(op, shape, kernel, generator):
+    """Backward compiles no binary of its own, and every binary types the map's bits int64: typed
+    int32 (backward's 0 bits), backward compiled a second binary, which ran fp64 feature alpha
+    backward at 69% of copy."""
+    x = random_input(shape, torch.float64, "cuda", generator).requires_grad_(True)
+    y = getattr(kernels, op)(x, 0.3, SEED)
+    compiled = len(compiled_binaries(kernel))
+    assert compiled, f"{op} {shape} did not launch {kernel.__name__}"
+    y.backward(random_input(shape, torch.float64, "cuda", generator))
+    binaries = compiled_binaries(kernel)
+    assert len(binaries) == compiled, "backward compiled a binary of its own"
+    for binary in binaries:
+        assert [binary.src.signature[name] for name in MAP_BITS] == ["i64"] * 3, binary.src.signature
 
 
 @pytest.mark.parametrize(
