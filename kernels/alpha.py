@@ -61,6 +61,7 @@ from dropbench.kernels.stream import (
     locked_keeps,
     locked_tile,
     rows_tile,
+    runs_keep,
     runs_tile,
     stream_origin,
     tile_keeps,
@@ -151,14 +152,16 @@ def _alpha_runs_kernel(
     a_bits: tl.int64, b_bits: tl.int64, dropped_bits: tl.int64,
     numel, run_len,
     SOURCE: tl.constexpr, WIDE_INDEX: tl.constexpr, WIDE_STREAM: tl.constexpr, BLOCK: tl.constexpr,
+    COUNTERS: tl.constexpr,
 ):
     """variational's runs kernel with the alpha map: element e is kept iff mask element e // run_len is."""
     pid = tl.program_id(0)
     if WIDE_INDEX:
         pid = pid.to(tl.int64)
     key, offset = stream_origin(seeds_ptr, key, offset, 0, SOURCE, WIDE_STREAM)
-    offsets, in_bounds, keep = runs_tile(pid, key, offset, threshold, numel, run_len, BLOCK)
+    start, offsets, in_bounds = runs_tile(pid, numel, BLOCK)
     x = tl.load(x_ptr + offsets, mask=in_bounds)
+    keep = runs_keep(key, offset, threshold, start, run_len, BLOCK, COUNTERS)
     tl.store(out_ptr + offsets, _alpha_kept(x, keep, a_bits, b_bits, dropped_bits), mask=in_bounds)
     advance_state(seeds_ptr, snapshot_ptr, advance, SOURCE)
 

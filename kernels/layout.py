@@ -87,6 +87,20 @@ def max_runs_block(run_len: int) -> int:
     return 62 * run_len + 2
 
 
+def runs_counters(block: int, run_len: int) -> int:
+    """Philox counters (rows of the [COUNTERS, 8] keep tile) the runs kernel needs per block: the fewest,
+    as a power of two, that cover the runs a block of `block` elements can touch (ceil(block / run_len)
+    + 1) after the tile's start is moved back by up to 7 runs to a counter boundary. Fewer counters is
+    less work per program, the same decisions (docs/perf-notes.md)."""
+    if block > max_runs_block(run_len):
+        raise ValueError(f"BLOCK={block} spans more than 64 runs of {run_len}")
+    touched = -(-block // run_len) + 1
+    counters = 1
+    while 8 * counters - 7 < touched:
+        counters *= 2
+    return counters
+
+
 def channel_view(x: torch.Tensor):
     """x of shape (N, C, *spatial) as (view, shared_dim, restore) for a mask per (n, c).
 

@@ -199,21 +199,22 @@ def run_bit(low, high, run):
 
 
 @triton.jit
-def runs_keep(key, offset, threshold, start, run_len, BLOCK: tl.constexpr):
+def runs_keep(key, offset, threshold, start, run_len, BLOCK: tl.constexpr, COUNTERS: tl.constexpr):
     """Keep decisions of elements start .. start + BLOCK - 1 of runs of run_len elements (run r: mask
     element r), as a [BLOCK / 16, 16] tile of groups of 16 consecutive elements.
 
-    Needs BLOCK <= 62 * run_len + 2 (the block then touches at most 64 runs), BLOCK >= 16, and run_len >= 15
-    (a group then touches at most two runs, so each group finds its run once, not each element).
+    Needs BLOCK <= 62 * run_len + 2 (the block then touches at most 64 runs), BLOCK >= 16, run_len >= 15
+    (a group then touches at most two runs, so each group finds its run once, not each element), and
+    COUNTERS = layout.runs_counters(BLOCK, run_len) or more (16 always suffices).
     """
     first_run = start // run_len
-    # Mask element r has stream index offset + r. The 64 runs' decisions come from the aligned
-    # [16, 8] tile that holds them (16 Philox calls, not one per run; 64 runs + shift span at most 9
-    # counters, and tl.arange needs a power of two), packed into two words of bits.
+    # Mask element r has stream index offset + r. The block's runs' decisions come from the aligned
+    # [COUNTERS, 8] tile that holds them (COUNTERS Philox calls, not one per run: the runs + shift
+    # span at most 8 * COUNTERS indices), packed into two words of bits (at most 64 runs).
     first = offset + first_run
     shift = (first % 8).to(tl.int32)
-    kept = tile_keeps(key, first - shift, threshold, 16, True)
-    runs = tl.arange(0, 16)[:, None] * 8 + tl.arange(0, 8)[None, :] - shift  # tile element -> run, -shift .. 127 - shift
+    kept = tile_keeps(key, first - shift, threshold, COUNTERS, True)
+    runs = tl.arange(0, COUNTERS)[:, None] * 8 + tl.arange(0, 8)[None, :] - shift  # tile element -> run
     low = tl.sum(tl.where(kept & (runs >= 0) & (runs < 32), 1 << (runs & 31), 0), axis=None)  # distinct bits: sum is OR
     high = tl.sum(tl.where(kept & (runs >= 32) & (runs < 64), 1 << (runs & 31), 0), axis=None)
     # Per group: its first element's run (counted from the first run's start), and how many of its
@@ -227,8 +228,10 @@ def runs_keep(key, offset, threshold, start, run_len, BLOCK: tl.constexpr):
 
 
 @triton.jit
-def runs_tile(pid, key, offset, threshold, numel, run_len, BLOCK: tl.constexpr):
-    """Program pid's [BLOCK / 16, 16] tile of consecutive offsets, its in-bounds mask and keep decisions."""
+def runs_tile(pid, numel, BLOCK: tl.constexpr):
+    """Program pid's first element, its [BLOCK / 16, 16] tile of consecutive offsets (runs_keep's
+    shape) and their in-bounds mask. The kernels load x before they compute the keep decisions, so
+    the loads are in flight meanwhile (docs/perf-notes.md)."""
     start = pid * BLOCK
     offsets = start + tl.arange(0, BLOCK // 16)[:, None] * 16 + tl.arange(0, 16)[None, :]
-    return offsets, offsets < numel, runs_keep(key, offset, threshold, start, run_len, BLOCK)
+    return start, offsets, offsets < numel

@@ -26,6 +26,9 @@ its run once (a group of 16 touches at most two runs of >= 17), and each element
 picks one of its group's two bits.
 """
 
+import copy
+import functools
+
 import torch
 import triton
 import triton.language as tl
@@ -33,7 +36,7 @@ import triton.language as tl
 from dropbench.kernels.contract import Stream, check_dim, checked
 from dropbench.kernels.element import keep_constants, stream_args
 from dropbench.kernels.hot_path import HotLaunches
-from dropbench.kernels.layout import INT32_LIMIT, max_runs_block, outer_d_m, takes_runs
+from dropbench.kernels.layout import INT32_LIMIT, max_runs_block, outer_d_m, runs_counters, takes_runs
 from dropbench.kernels.runtime import (
     RepeatLaunches,
     autotuned_launcher,
@@ -48,6 +51,7 @@ from dropbench.kernels.stream import (
     advance_state,
     locked_keeps,
     locked_tile,
+    runs_keep,
     runs_tile,
     scale_kept,
     stream_origin,
@@ -85,33 +89,62 @@ def _locked_dropout_kernel(
 def _runs_dropout_kernel(
     x_ptr, out_ptr, seeds_ptr, snapshot_ptr, key, offset, advance, threshold, scale_bits, numel, run_len,
     SOURCE: tl.constexpr, WIDE_INDEX: tl.constexpr, WIDE_STREAM: tl.constexpr, BLOCK: tl.constexpr,
+    COUNTERS: tl.constexpr,
 ):
     """x as runs of run_len contiguous elements: element e is kept iff mask element e // run_len is."""
     pid = tl.program_id(0)
     if WIDE_INDEX:
         pid = pid.to(tl.int64)
     key, offset = stream_origin(seeds_ptr, key, offset, 0, SOURCE, WIDE_STREAM)
-    offsets, in_bounds, keep = runs_tile(pid, key, offset, threshold, numel, run_len, BLOCK)
+    start, offsets, in_bounds = runs_tile(pid, numel, BLOCK)
     x = tl.load(x_ptr + offsets, mask=in_bounds)
+    keep = runs_keep(key, offset, threshold, start, run_len, BLOCK, COUNTERS)
     tl.store(out_ptr + offsets, scale_kept(x, keep, scale_bits), mask=in_bounds)
     advance_state(seeds_ptr, snapshot_ptr, advance, SOURCE)
 
 
+@functools.lru_cache(maxsize=1024)
+def with_runs_counters(config, run_len: int):
+    """A given runs-kernel config (BLOCK, maybe COUNTERS) for runs of run_len: COUNTERS, if given, must be
+    enough; if not, the fewest its block needs (layout.runs_counters). ValueError for a BLOCK the runs
+    kernel cannot take. Cached: equal configs give the same object, on which the launcher keys its
+    kept compiled kernels."""
+    block = config.kwargs["BLOCK"]
+    if block < 16:
+        raise ValueError(f"BLOCK={block}: the runs kernel takes groups of 16, so BLOCK >= 16")
+    needed = runs_counters(block, run_len)
+    given = config.kwargs.get("COUNTERS", needed)
+    if given < needed:
+        raise ValueError(f"COUNTERS={given} is too few for BLOCK={block} over runs of {run_len}: needs {needed} or more")
+    return _with_counters(config, given)
+
+
+def _with_counters(config, counters: int):
+    fitted = copy.copy(config)
+    fitted.kwargs = {**config.kwargs, "COUNTERS": counters}
+    return fitted
+
+
 def fitting_runs_configs(configs, named_args, **kwargs):
-    """Autotuner prune: the runs configs whose BLOCK fits 64 runs of this run_len."""
-    return [config for config in configs if config.kwargs["BLOCK"] <= max_runs_block(named_args["run_len"])]
+    """Autotuner prune: the runs configs whose BLOCK fits 64 runs of this run_len, each with the
+    fewest Philox counters it needs there."""
+    run_len = named_args["run_len"]
+    return [_with_counters(config, runs_counters(config.kwargs["BLOCK"], run_len))
+            for config in configs if config.kwargs["BLOCK"] <= max_runs_block(run_len)]
 
 
-# Per program the runs kernel pays a fixed part (16 Philox calls and two reductions, replicated in
-# every thread) that few warps over a long block spread thin: with fewer warps, short runs (whose
+# Per program the runs kernel pays a fixed part (COUNTERS Philox calls and two reductions over the
+# keep tile) that few warps over a long block spread thin: with fewer warps, short runs (whose
 # block can't be long: 2048 for runs of 64) keep the per-element count of long ones (docs/perf-notes.md).
+# COUNTERS comes from the run length (fitting_runs_configs); 16 suffices for every run length.
 RUNS_CONFIGS = [
-    triton.Config({"BLOCK": block}, num_warps=warps)
+    triton.Config({"BLOCK": block, "COUNTERS": 16}, num_warps=warps)
     for block, warps in [(1024, 1), (1024, 4), (2048, 2), (2048, 4), (4096, 2), (4096, 4), (8192, 8)]
 ]
 RUNS_TUNING = {"configs": RUNS_CONFIGS, "key": ["numel", "run_len"],
                "prune_configs_by": {"early_config_prune": fitting_runs_configs}}
-#: Under the CPU interpreter: the largest block every run length from MIN_RUN fits.
+#: Under the CPU interpreter: the largest block every run length from MIN_RUN fits (launch_shared
+#: gives it the counters of the call's run length).
 RUNS_CPU_CONFIG = triton.Config({"BLOCK": 1024}, num_warps=4)
 
 
@@ -190,10 +223,10 @@ def launch_shared(tiles_launcher, runs_launcher, leading_args: tuple, layout, st
     if config is None or "BLOCK" in config.kwargs:
         if takes_runs(layout):
             numel = size_d * size_m
-            if config is not None and config.kwargs["BLOCK"] > max_runs_block(size_d):
-                raise ValueError(f"BLOCK={config.kwargs['BLOCK']} spans more than 64 runs of {size_d}")
-            if config is not None and config.kwargs["BLOCK"] < 16:
-                raise ValueError(f"BLOCK={config.kwargs['BLOCK']}: the runs kernel takes groups of 16, so BLOCK >= 16")
+            if config is None and not leading_args[0].is_cuda:
+                config = runs_launcher.cpu_config  # the interpreter's; its counters follow the run length
+            if config is not None:
+                config = with_runs_counters(config, size_d)
             args = (*leading_args, numel, size_d)
             return runs_launcher(lambda meta: (triton.cdiv(numel, meta["BLOCK"]),), args, constexprs, config), args
         if config is not None:
