@@ -453,9 +453,15 @@ def latest_config(*launchers: KernelLauncher):
     return max(launchers, key=lambda launcher: launcher.last_launch).last_config
 
 
+#: Meta-parameters that follow from the others and the shape, not an autotuner's choice (the runs
+#: kernel's COUNTERS: layout.runs_counters). describe_config leaves them out, so the CSV's config
+#: names the choice alone and reads the same across versions that derive them.
+DERIVED_META = frozenset({"COUNTERS"})
+
+
 def describe_config(config) -> str:
-    """A triton.Config as 'BLOCK=4096 num_warps=8', for the results CSV."""
+    """A triton.Config's choice as 'BLOCK=4096 num_warps=8', for the results CSV (DERIVED_META left out)."""
     if config is None:
         return ""
-    parts = [f"{name}={value}" for name, value in sorted(config.kwargs.items())]
+    parts = [f"{name}={value}" for name, value in sorted(config.kwargs.items()) if name not in DERIVED_META]
     return " ".join(parts + [f"num_warps={config.num_warps}"])

@@ -114,12 +114,14 @@ def with_runs_counters(config, run_len: int):
         raise ValueError(f"BLOCK={block}: the runs kernel takes groups of 16, so BLOCK >= 16")
     needed = runs_counters(block, run_len)
     given = config.kwargs.get("COUNTERS", needed)
-    if given < needed:
-        raise ValueError(f"COUNTERS={given} is too few for BLOCK={block} over runs of {run_len}: needs {needed} or more")
+    if given < needed or given & (given - 1):
+        raise ValueError(f"COUNTERS={given} for BLOCK={block} over runs of {run_len}: "
+                         f"must be a power of two, {needed} or more")
     return _with_counters(config, given)
 
 
 def _with_counters(config, counters: int):
+    """A copy of config with COUNTERS set (the config itself stays as it was)."""
     fitted = copy.copy(config)
     fitted.kwargs = {**config.kwargs, "COUNTERS": counters}
     return fitted
@@ -129,8 +131,8 @@ def fitting_runs_configs(configs, named_args, **kwargs):
     """Autotuner prune: the runs configs whose BLOCK fits 64 runs of this run_len, each with the
     fewest Philox counters it needs there."""
     run_len = named_args["run_len"]
-    return [_with_counters(config, runs_counters(config.kwargs["BLOCK"], run_len))
-            for config in configs if config.kwargs["BLOCK"] <= max_runs_block(run_len)]
+    fitting = [config for config in configs if config.kwargs["BLOCK"] <= max_runs_block(run_len)]
+    return [_with_counters(config, runs_counters(config.kwargs["BLOCK"], run_len)) for config in fitting]
 
 
 # Per program the runs kernel pays a fixed part (COUNTERS Philox calls and two reductions over the
@@ -185,7 +187,7 @@ def variational_dropout_forward(x: torch.Tensor, p: float, stream: Stream, dim: 
 
     snapshot: a 2-int64 tensor that a STATE stream records its (key, offset) into.
     `config` (a triton.Config) forces one launch configuration and kernel: BLOCK_D and BLOCK_M
-    for the tiles, BLOCK for the runs kernel (see launch_shared).
+    for the tiles, BLOCK (and optionally COUNTERS) for the runs kernel (see launch_shared).
     """
     out = torch.empty(x.shape, dtype=x.dtype, device=x.device)
     if x.numel() == 0:
@@ -210,12 +212,21 @@ def variational_dropout_forward(x: torch.Tensor, p: float, stream: Stream, dim: 
     return out
 
 
+def _runs_config(runs_launcher, x: torch.Tensor, run_len: int, config):
+    """The runs kernel's config for a call: a given one, or on the CPU the interpreter's, with the
+    counters of this run length (with_runs_counters); None on a GPU: the autotuner's prune sets them."""
+    if config is None and x.get_device() < 0:
+        config = runs_launcher.cpu_config
+    return None if config is None else with_runs_counters(config, run_len)
+
+
 def launch_shared(tiles_launcher, runs_launcher, leading_args: tuple, layout, stream: Stream, config) -> tuple:
     """Launch a shared-mask kernel: the runs kernel where takes_runs(layout), else the tiles.
     Returns (what the launcher returned: the CompiledLaunch that ran or None, its arguments).
 
     A given config picks the kernel too: BLOCK for the runs kernel (ValueError where the layout
-    does not take it), BLOCK_D and BLOCK_M for the tiles. Else the launcher's default (autotuned on a GPU).
+    does not take it; COUNTERS is filled in or checked: _runs_config), BLOCK_D and BLOCK_M for the
+    tiles. Else the launcher's default (autotuned on a GPU).
     """
     (outer, size_d, size_m), x_strides, out_strides, wide = layout
     constexprs = {"SOURCE": stream.source, "WIDE_INDEX": wide,
@@ -223,10 +234,7 @@ def launch_shared(tiles_launcher, runs_launcher, leading_args: tuple, layout, st
     if config is None or "BLOCK" in config.kwargs:
         if takes_runs(layout):
             numel = size_d * size_m
-            if config is None and not leading_args[0].is_cuda:
-                config = runs_launcher.cpu_config  # the interpreter's; its counters follow the run length
-            if config is not None:
-                config = with_runs_counters(config, size_d)
+            config = _runs_config(runs_launcher, leading_args[0], size_d, config)
             args = (*leading_args, numel, size_d)
             return runs_launcher(lambda meta: (triton.cdiv(numel, meta["BLOCK"]),), args, constexprs, config), args
         if config is not None:

@@ -9,6 +9,7 @@ from test_element import kept, saved_bytes
 from dropbench.kernels import reference, seeded_dropout, variational, variational_dropout
 from dropbench.kernels.contract import Stream
 from dropbench.kernels.layout import max_runs_block, runs_counters
+from dropbench.kernels.runtime import describe_config
 from dropbench.kernels.stream import SCALAR
 from dropbench.kernels.variational import variational_dropout_forward
 
@@ -106,7 +107,8 @@ def test_runs_counters_cover_the_runs_of_every_block(run_len):
         if block > max_runs_block(run_len):
             continue
         counters = runs_counters(block, run_len)
-        touched = max((start + block - 1) // run_len - start // run_len + 1 for start in range(0, block * run_len, block))
+        starts = range(0, block * run_len, block)  # every block start, relative to the runs
+        touched = max((start + block - 1) // run_len - start // run_len + 1 for start in starts)
         assert touched + 7 <= 8 * counters <= 8 * 16, (block, counters, touched)
         assert 8 * (counters // 2) - 7 < -(-block // run_len) + 1, (block, counters)
     assert runs_counters(4096, 256) == 4 and runs_counters(1024, 49) == 4 and runs_counters(1024, 17) == 16
@@ -114,13 +116,13 @@ def test_runs_counters_cover_the_runs_of_every_block(run_len):
 
 @pytest.mark.parametrize("run_len, offset", [(49, 3), (64, 7), (256, 8 * 5 + 5), (3136, 1)])
 def test_runs_kernel_short_tile_is_bit_exact_at_any_offset(run_len, offset, device, generator):
-    x = random_input((4096 // run_len + 3, run_len), torch.float32, device, generator)  # blocks starting mid-run
+    x = random_input((4096 // run_len + 8, run_len), torch.float32, device, generator)  # blocks starting mid-run
     for block in (256, 1024, 2048):
         if block > max_runs_block(run_len):
             continue
         stream = Stream(SCALAR, SEED, offset, None)
         y = variational_dropout_forward(x, 0.5, stream, 1, config=triton.Config({"BLOCK": block}, num_warps=4))
-        assert f"COUNTERS={runs_counters(block, run_len)} " in variational.chosen_config()
+        assert variational._runs.last_config.kwargs["COUNTERS"] == runs_counters(block, run_len)
         keep = reference.variational_keep_mask(x.shape, 0.5, SEED, 1, offset).expand(x.shape)
         assert torch.equal(kept(y), keep), f"runs of {run_len}, offset {offset}, BLOCK={block}"
 
@@ -131,9 +133,12 @@ def test_runs_configs_are_pruned_to_64_runs_and_forced_misfits_are_refused(devic
     assert max(blocks) == 2048 and all(block <= max_runs_block(33) for block in blocks)
     assert all(config.kwargs["COUNTERS"] == runs_counters(config.kwargs["BLOCK"], 33) for config in fitting)
     assert all(config.kwargs["COUNTERS"] == 16 for config in variational.RUNS_CONFIGS), "the list itself is unchanged"
+    assert describe_config(fitting[0]) == "BLOCK=1024 num_warps=1", "COUNTERS follows from BLOCK: not in the CSV"
     x = torch.ones(30, 17, device=device)
-    with pytest.raises(ValueError, match="COUNTERS=2 is too few"):
-        variational_dropout_forward(x, 0.5, SEEDED, 1, config=triton.Config({"BLOCK": 1024, "COUNTERS": 2}))
+    for counters in (2, 24):  # too few; not a power of two
+        with pytest.raises(ValueError, match=f"COUNTERS={counters} .* must be a power of two, 16 or more"):
+            config = triton.Config({"BLOCK": 1024, "COUNTERS": counters})
+            variational_dropout_forward(x, 0.5, SEEDED, 1, config=config)
     with pytest.raises(ValueError, match="more than 64 runs"):
         variational_dropout_forward(x, 0.5, SEEDED, 1, config=triton.Config({"BLOCK": 2048}))
     with pytest.raises(ValueError, match="groups of 16"):
