@@ -408,7 +408,10 @@ def test_a_floor_can_be_set_per_timer(tmp_path):
     ("ci-h200-2026-12-04-held/run4.csv", "ci-h200-2026-12-05/ci-b.csv", 0),
     # Mask stream v2 against the v1 baseline: improvements only; then the v2 baseline (run b) and run a.
     ("ci-h200-2026-12-04-held/run4.csv", "ci-h200-2026-12-05-v2/ci-a.csv", 0),
-    ("baseline/nvidia-h200.csv", "ci-h200-2026-12-05-v2/ci-a.csv", 0),
+    ("ci-h200-2026-12-05-v2/ci-b.csv", "ci-h200-2026-12-05-v2/ci-a.csv", 0),
+    # Mask stream v3 with the short runs tile on the H200 (5cc6f54) against the v2 baseline (run b):
+    # host improvements only. It is the H200 baseline now (results/baseline/nvidia-h200.csv).
+    ("ci-h200-2026-12-05-v2/ci-b.csv", "h200-2026-12-07/ci-5cc6f54.csv", 0),
     # Mask stream v3 on an H100: against v2 in the same call, and the H100 baseline it replaced.
     ("mask-v3-h100-2026-12-06/ci-ff1bfb7.csv", "mask-v3-h100-2026-12-06/ci-3419a0a.csv", 0),
     ("ci-demo-h100-2026-11-23-v2/ci-a.csv", "mask-v3-h100-2026-12-06/ci-3419a0a.csv", 0),
