@@ -98,7 +98,9 @@ def with_smoke_fallback(argv: list[str], has_gpu=gpu_visible) -> list[str]:
     if has_gpu():
         return argv
     os.environ[SMOKE_FALLBACK_ENV] = "1"
-    return [*argv, f"+preset={SMOKE_PRESET}"]
+    # Beside the user's overrides: argparse takes them as one run, so `dtype=fp16 --cfg job` + preset fails.
+    at = argv.index(args.overrides[0]) if args.overrides else len(argv)
+    return [*argv[:at], f"+preset={SMOKE_PRESET}", *argv[at:]]
 
 
 def use_triton_interpreter() -> None:

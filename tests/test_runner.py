@@ -312,6 +312,8 @@ def test_a_device_that_cannot_run_is_a_config_error(name, preset, words):
 @pytest.mark.parametrize("argv, has_gpu, fallback", [
     ([], False, True),                                  # no GPU, nothing chosen: the smoke sweep
     (["--cfg", "job", "dtype=fp16"], False, True),      # --cfg job shows what would run
+    (["dtype=fp16", "--cfg", "job"], False, True),      # overrides before the option
+    (["--cfg", "job"], False, True),
     ([], True, False),
     (["+preset=ci"], False, False),                     # a preset is the user's choice
     (["device=cpu"], False, False),                     # so is a device
@@ -321,7 +323,14 @@ def test_a_device_that_cannot_run_is_a_config_error(name, preset, words):
 def test_smoke_fallback_is_chosen_before_hydra_composes(argv, has_gpu, fallback, monkeypatch):
     monkeypatch.setenv(sweep.SMOKE_FALLBACK_ENV, "")  # restored (unset) after the test: main() sets it
     got = sweep.with_smoke_fallback(argv, has_gpu=lambda: has_gpu)
-    assert got == ([*argv, "+preset=smoke"] if fallback else argv), got
+    if not fallback:
+        assert got == argv
+        return
+    from hydra._internal.utils import get_args_parser
+    parsed = get_args_parser().parse_args(got)  # Hydra's own parser takes it: the preset joins the overrides
+    user = get_args_parser().parse_args(argv)
+    assert sorted(parsed.overrides) == sorted([*user.overrides, "+preset=smoke"]), got
+    assert parsed.cfg == user.cfg
 
 
 def _app(tmp_path, *args, results_path=None):
