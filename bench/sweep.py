@@ -15,6 +15,7 @@ Exit status: 0; 1 when any implementation was found incorrect; 2 for a config th
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -98,9 +99,27 @@ def with_smoke_fallback(argv: list[str], has_gpu=gpu_visible) -> list[str]:
     if has_gpu():
         return argv
     os.environ[SMOKE_FALLBACK_ENV] = "1"
-    # Beside the user's overrides: argparse takes them as one run, so `dtype=fp16 --cfg job` + preset fails.
-    at = argv.index(args.overrides[0]) if args.overrides else len(argv)
-    return [*argv[:at], f"+preset={SMOKE_PRESET}", *argv[at:]]
+    return with_override(argv, args, f"+preset={SMOKE_PRESET}")
+
+
+def with_override(argv: list[str], args, override: str) -> list[str]:
+    """argv with one more override where Hydra's parser takes it as one (argparse reads the overrides as
+    one run of words, so appending fails after `dtype=fp16 --cfg job`): the first place that parses to
+    args' options and overrides plus this one."""
+    from hydra._internal.utils import get_args_parser
+
+    options = {key: value for key, value in vars(args).items() if key != "overrides"}
+    for at in range(len(argv) + 1):
+        candidate = [*argv[:at], override, *argv[at:]]
+        try:
+            with contextlib.redirect_stderr(io.StringIO()):  # argparse prints its usage on a failed try
+                parsed = get_args_parser().parse_args(candidate)
+        except SystemExit:
+            continue
+        rest = {key: value for key, value in vars(parsed).items() if key != "overrides"}
+        if rest == options and sorted(parsed.overrides) == sorted([*args.overrides, override]):
+            return candidate
+    return [*argv, override]  # not reached for a command line the parser took; Hydra then reports it
 
 
 def use_triton_interpreter() -> None:

@@ -19,6 +19,8 @@ def gpu_check(*args):
     (["--steps", "ab"], "--steps ab needs --base DIR|REF"),
     (["--base"], "--base needs a directory or a git ref"),
     (["--fast"], "unknown argument '--fast'"),
+    (["--steps", ","], "--steps: no step given"),
+    (["--base", "."], "--base '.' is this checkout"),
 ])
 def test_bad_arguments_get_one_line_and_exit_2(args, words):
     done = gpu_check(*args)
@@ -27,7 +29,7 @@ def test_bad_arguments_get_one_line_and_exit_2(args, words):
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
-def test_without_a_gpu_it_refuses_and_names_the_cpu_tests():
-    done = gpu_check()
+def test_without_a_gpu_it_refuses_and_names_the_cpu_tests(tmp_path):
+    done = gpu_check("--out", str(tmp_path))
     assert done.returncode == 2
     assert "no CUDA device" in done.stderr and ".ci/run" in done.stderr

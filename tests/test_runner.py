@@ -313,6 +313,8 @@ def test_a_device_that_cannot_run_is_a_config_error(name, preset, words):
     ([], False, True),                                  # no GPU, nothing chosen: the smoke sweep
     (["--cfg", "job", "dtype=fp16"], False, True),      # --cfg job shows what would run
     (["dtype=fp16", "--cfg", "job"], False, True),      # overrides before the option
+    (["-cn", "config", "dtype=fp16"], False, True),     # an option's value is not an override
+    (["-m", "dtype=fp16,fp32"], False, True),
     (["--cfg", "job"], False, True),
     ([], True, False),
     (["+preset=ci"], False, False),                     # a preset is the user's choice
