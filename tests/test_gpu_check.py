@@ -1,5 +1,5 @@
 """.ci/gpu-check, the GPU check before a kernel change lands: its refusals are one line and exit 2.
-Its steps need a GPU; they ran on one (docs/perf-notes.md cites the runs)."""
+Its steps need a GPU, so only the refusals are tested here."""
 
 import subprocess
 from pathlib import Path
