@@ -21,6 +21,8 @@ def gpu_check(*args):
     (["--fast"], "unknown argument '--fast'"),
     (["--steps", ","], "--steps: no step given"),
     (["--base", "."], "--base '.' is this checkout"),
+    (["--out", "/tmp/a$b"], "cannot be passed to Hydra"),
+    (["--out", 'out"1'], "cannot be passed to Hydra"),
 ])
 def test_bad_arguments_get_one_line_and_exit_2(args, words):
     done = gpu_check(*args)
