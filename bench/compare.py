@@ -32,12 +32,12 @@ a floor of 0.02 (2% of F.dropout's host time, ``--host-floor``), and a threshold
 (``--host-threshold``): across five ci-preset runs of unchanged code on one H200 the ratio of
 each host row stayed within 5-12% (31% for one row whose kernel the tuner changed), where the
 raw host times spread over 49-80%. The `triton` backend's host rows (its functional calls, 2x
-F.dropout's Python) swing more: across 21 H100 ci-preset runs from 2026-12-05 to 12-07 its
+F.dropout's Python) swing more: across 23 H100 ci-preset runs from 2026-12-05 to 12-07 its
 variational forward rows read x1.95 to x2.65 (up to +36%), one row of one run at a time, with
-F.dropout's own time steady; 6 of the 15 pairs among six runs of one host code failed at 15%. They
+F.dropout's own time steady; 7 of the 28 pairs among eight runs of one host code failed at 15%. They
 are judged at 40% (``--host-threshold-for triton=0.40``, the default): they catch a gross slowdown
 of the functional path (x1.5), and the `dropin` backend's rows, which moved by 2-7% across those
-six runs, gate the drop-in's at 15%. The ratio does not cancel every change of the host's speed:
+eight runs, gate the drop-in's at 15%. The ratio does not cancel every change of the host's speed:
 in a slow phase (F.dropout itself 1.3x to 2.3x slower than in the baseline) the ratio of unchanged
 code rose by up to 32% (13 of 46 such rows of 18 H200 runs past 15%), where with F.dropout within
 1.3x of the baseline's it moved by at most 14% (98 rows). A host row whose F.dropout time
@@ -92,7 +92,7 @@ DEFAULT_HOST_FLOOR = 0.02
 #: The relative slowdown that counts for a host row's ratio to F.dropout (module docstring).
 DEFAULT_HOST_THRESHOLD = 0.15
 #: ... per backend where its host rows swing more: the `triton` backend's functional calls moved by
-#: up to 36% across 21 H100 runs of unchanged Python (module docstring).
+#: up to 36% across 23 H100 runs of unchanged Python (module docstring).
 DEFAULT_HOST_THRESHOLD_FOR = {"triton": 0.40}
 #: Below this many rows a change of autotuner choice excuses a timing change ("retuned", module docstring).
 DEFAULT_RETUNED_MAX_ROWS = 256
