@@ -1,11 +1,13 @@
 """.ci/gpu-check, the GPU check before a kernel change lands: its refusals are one line and exit 2.
-Its steps need a GPU, so only the refusals are tested here."""
+Its steps need a GPU, so only the refusals, and the quoting its sweeps rely on, are tested here."""
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import torch
+from omegaconf import OmegaConf
 
 SCRIPT = Path(__file__).resolve().parents[1] / ".ci" / "gpu-check"
 
@@ -23,11 +25,21 @@ def gpu_check(*args):
     (["--base", "."], "--base '.' is this checkout"),
     (["--out", "/tmp/a$b"], "cannot be passed to Hydra"),
     (["--out", 'out"1'], "cannot be passed to Hydra"),
+    (["--out", "a\\b"], "cannot be passed to Hydra"),
 ])
 def test_bad_arguments_get_one_line_and_exit_2(args, words):
     done = gpu_check(*args)
     assert done.returncode == 2
     assert done.stderr.count("\n") == 1 and words in done.stderr, done.stderr
+
+
+def test_a_quoted_path_reaches_the_sweep_unchanged(tmp_path):
+    """gpu-check passes its paths to Hydra as "PATH": characters of Hydra's grammar come through as typed."""
+    path = str(tmp_path / "a b, (c) [d] 'e'=~f" / "ci-new.csv")
+    done = subprocess.run([sys.executable, "-m", "dropbench.bench.sweep", f'results.path="{path}"', "--cfg", "job"],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert OmegaConf.create(done.stdout).results.path == path, done.stdout
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without a GPU")
