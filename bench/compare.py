@@ -37,10 +37,11 @@ variational forward rows read x1.95 to x2.65 (up to +36%), one row of one run at
 F.dropout's own time steady; 8 of the 28 pairs among eight runs of (nearly) one host code failed
 (one at the drift threshold below). They are judged at 40% (``--host-threshold-for triton=0.40``,
 the default): they catch a gross slowdown of the functional path (x1.5), and the `dropin`
-backend's rows, which moved by 2-8% across those eight runs, gate the drop-in's at 15%. The ratio does not cancel every change of the host's speed:
-in a slow phase (F.dropout itself 1.3x to 2.3x slower than in the baseline) the ratio of unchanged
-code rose by up to 32% (13 of 46 such rows of 18 H200 runs past 15%), where with F.dropout within
-1.3x of the baseline's it moved by at most 14% (98 rows). A host row whose F.dropout time
+backend's rows, which moved by 2-8% across those eight runs, gate the drop-in's at 15%. The ratio
+does not cancel every change of the host's speed: in a slow phase (F.dropout itself 1.3x to 2.3x
+slower than in the baseline) the ratio of unchanged code rose by up to 32% (13 of 46 such rows of
+18 H200 runs past 15%), where with F.dropout within 1.3x of the baseline's it moved by at most 14%
+(98 rows). A host row whose F.dropout time
 (host_ref_ms) differs from the baseline's by more than x1.3 (``--host-drift``; decided row by row,
 ``inf`` turns the rule off) is therefore judged at the larger of its own threshold and 35%
 (``--host-drift-threshold``); where that raised it, its note says so and the report warns: a
@@ -191,7 +192,8 @@ def compare(baseline: pd.DataFrame, new: pd.DataFrame, threshold: float = DEFAUL
     own = pairs["backend"].map(host_per_backend).fillna(host_threshold)
     # A drifted host row: its host moved and the drift threshold is above its own (a backend's may not be).
     drifted = host & moved & (own < host_drift_threshold)
-    pairs["threshold"] = own.where(~drifted, host_drift_threshold).where(host, pairs["op"].map(per_op).fillna(threshold))
+    host_limit = own.where(~drifted, host_drift_threshold)
+    pairs["threshold"] = host_limit.where(host, pairs["op"].map(per_op).fillna(threshold))
     pairs["drifted"] = drifted & pairs["ratio"].notna()
     floor = (pairs["timer"].map(floor_us).fillna(max(floor_us.values())) / 1000).where(~host, host_floor)
     pairs["bound"] = spread_k * pd.concat([base_spread, new_spread], axis=1).max(axis=1) + floor
@@ -515,23 +517,26 @@ def _names(devices: set) -> str:
 JUDGED_OPS = [op for op in ALL_OPS if op != COPY]
 
 
+JUDGED_BACKENDS = [backend for backend in BACKENDS if backend != COPY]
+
+
+def _named_threshold(text: str, kind: str, names: list[str]) -> tuple[str, float]:
+    """Parse KIND=VALUE; names outside `names` (copy is never judged) are refused so that a typo cannot
+    silently apply nothing."""
+    name, sep, value = text.partition("=")
+    if not sep or name not in names:
+        raise argparse.ArgumentTypeError(f"expected {kind}=VALUE with {kind} one of {', '.join(names)}, got {text!r}")
+    return name, _relative(value)
+
+
 def _op_threshold(text: str) -> tuple[str, float]:
-    """Parse OP=VALUE; unknown ops (and copy, never judged) are refused so that a typo cannot silently
-    apply nothing."""
-    op, sep, value = text.partition("=")
-    if not sep or op not in JUDGED_OPS:
-        raise argparse.ArgumentTypeError(f"expected OP=VALUE with OP one of {', '.join(JUDGED_OPS)}, got {text!r}")
-    return op, _relative(value)
+    """Parse OP=VALUE for --threshold-for."""
+    return _named_threshold(text, "OP", JUDGED_OPS)
 
 
 def _backend_threshold(text: str) -> tuple[str, float]:
-    """Parse BACKEND=VALUE for --host-threshold-for; unknown backends are refused, as unknown ops are."""
-    backend, sep, value = text.partition("=")
-    judged = [name for name in BACKENDS if name != COPY]
-    if not sep or backend not in judged:
-        raise argparse.ArgumentTypeError(f"expected BACKEND=VALUE with BACKEND one of {', '.join(judged)}, "
-                                         f"got {text!r}")
-    return backend, _relative(value)
+    """Parse BACKEND=VALUE for --host-threshold-for."""
+    return _named_threshold(text, "BACKEND", JUDGED_BACKENDS)
 
 
 def _timer_floor(text: str) -> tuple[str, float]:
