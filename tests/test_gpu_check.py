@@ -33,6 +33,14 @@ def test_bad_arguments_get_one_line_and_exit_2(args, words):
     assert done.stderr.count("\n") == 1 and words in done.stderr, done.stderr
 
 
+def test_a_path_through_a_link_is_checked_as_the_sweeps_get_it(tmp_path):
+    """The sweeps get --out as typed (made absolute, links kept), so a link's name is checked too."""
+    (tmp_path / "clean").mkdir()
+    (tmp_path / "a$b").symlink_to(tmp_path / "clean")
+    done = gpu_check("--out", str(tmp_path / "a$b" / "out"))
+    assert done.returncode == 2 and "cannot be passed to Hydra" in done.stderr, done.stderr
+
+
 def test_a_quoted_path_reaches_the_sweep_unchanged(tmp_path):
     """gpu-check passes its paths to Hydra as "PATH": characters of Hydra's grammar come through as typed."""
     path = str(tmp_path / "a b, (c) [d] 'e'=~f" / "ci-new.csv")
